@@ -1,0 +1,3 @@
+from strata.main import main
+
+main()

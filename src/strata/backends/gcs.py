@@ -1,0 +1,32 @@
+"""The gcs backend: state objects in a Google Cloud Storage bucket, under a prefix per stack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strata.backends.base import Backend
+
+
+class GcsBackend(Backend):
+    name = "gcs"
+    cloud = "gcp"
+    attributes = frozenset({
+        "bucket", "prefix", "credentials", "access_token", "impersonate_service_account",
+        "impersonate_service_account_delegates", "encryption_key", "kms_encryption_key",
+        "storage_custom_endpoint",
+    })
+    required = ("bucket", "prefix")
+    key_attribute = "prefix"
+
+    def default_settings(self, state_key: str, stack_path: str, state_dir: str) -> dict[str, Any]:
+        # gcs stores <prefix>/<workspace>.tfstate, so the prefix is the key's folder
+        return {"prefix": state_key.removesuffix("/terraform.tfstate")}
+
+    def location(self, values: dict[str, Any], stack_path: str) -> tuple[Any, ...]:
+        return ("gcs", values.get("bucket"), str(values.get("prefix", "")).strip("/"))
+
+    def storage(self, values: dict[str, Any]) -> str | None:
+        return f"gs://{values.get('bucket')}"
+
+
+BACKEND = GcsBackend()

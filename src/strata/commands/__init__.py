@@ -1,0 +1,1 @@
+"""One module per command; argument parsing lives in strata.main."""

@@ -1,0 +1,1 @@
+"""Reading strata.hcl files: discovery, parsing, schema, expressions, settings."""

@@ -1,0 +1,360 @@
+"""Evaluate strata.hcl expressions.
+
+Values are plain Python: str, int/float, bool, None, list, dict. Names are looked up through a
+:class:`Scope` (``local``, ``strata``, ``dependency``), which the model supplies per stack, so the
+evaluator knows nothing about repositories. Every error carries the file and line of the expression.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from strata.config import ast
+from strata.config.functions import FUNCTIONS, FunctionError, function_names, to_number, to_string, type_name
+from strata.errors import ConfigError, Source
+
+
+class Scope(Protocol):
+    """Resolves the root names an expression may use (``local``, ``strata``, ``dependency``)."""
+
+    def root(self, name: str, node: ast.Traversal, ctx: Context) -> Any: ...
+
+
+class Lazy:
+    """A mapping whose entries are computed on first access (locals, stack context)."""
+
+    def get(self, name: str, node: ast.Expr, ctx: Context) -> Any:
+        raise NotImplementedError
+
+    def names(self) -> list[str]:
+        raise NotImplementedError
+
+    def resolve_all(self, ctx: Context) -> dict[str, Any]:
+        node = ast.Literal(None, 0)
+        return {name: self.get(name, node, ctx) for name in self.names()}
+
+
+class Context:
+    """What an expression sees: its scope, the file it is written in, and for-expression variables."""
+
+    __slots__ = ("directory", "file", "reads", "scope", "vars")
+
+    def __init__(self, scope: Scope, file: str, directory: str, reads: set[str] | None = None,
+                 variables: dict[str, Any] | None = None) -> None:
+        self.scope = scope
+        self.file = file
+        self.directory = directory
+        self.reads = reads if reads is not None else set()
+        self.vars = variables
+
+    def with_vars(self, variables: dict[str, Any]) -> Context:
+        merged = dict(self.vars or {})
+        merged.update(variables)
+        return Context(self.scope, self.file, self.directory, self.reads, merged)
+
+    def error(self, message: str, node: ast.Expr | int) -> ConfigError:
+        line = node if isinstance(node, int) else node.line
+        return ConfigError(message, Source(self.file, line))
+
+
+def evaluate(expr: ast.Expr, ctx: Context) -> Any:
+    """Evaluate ``expr`` in ``ctx``; raises :class:`ConfigError` with the expression's file:line."""
+    return _EVAL[type(expr)](expr, ctx)
+
+
+def _literal(node: ast.Literal, ctx: Context) -> Any:
+    return node.value
+
+
+def _template(node: ast.Template, ctx: Context) -> Any:
+    if len(node.parts) == 1 and isinstance(node.parts[0], ast.Expr):
+        return evaluate(node.parts[0], ctx)  # "${x}" keeps x's type, as in HCL
+    out: list[str] = []
+    for part in node.parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        value = evaluate(part, ctx)
+        what = f"${{{part.text()}}}" if isinstance(part, ast.Traversal) else "an interpolated value"
+        if value is None:
+            raise ctx.error(f"{what} is null and cannot be interpolated into a string", part)
+        try:
+            out.append(to_string(value, what))
+        except FunctionError as exc:
+            raise ctx.error(str(exc), part) from None
+    return "".join(out)
+
+
+def _tuple(node: ast.TupleExpr, ctx: Context) -> Any:
+    return [evaluate(item, ctx) for item in node.items]
+
+
+def _object(node: ast.ObjectExpr, ctx: Context) -> Any:
+    out: dict[str, Any] = {}
+    for item in node.items:
+        key = item.key if isinstance(item.key, str) else object_key(evaluate(item.key, ctx), item.key, ctx)
+        out[key] = evaluate(item.value, ctx)
+    return out
+
+
+def object_key(value: Any, node: ast.Expr, ctx: Context) -> str:
+    try:
+        return to_string(value, "an object key")
+    except FunctionError as exc:
+        raise ctx.error(str(exc), node) from None
+
+
+def _traversal(node: ast.Traversal, ctx: Context) -> Any:
+    if ctx.vars is not None and node.root in ctx.vars:
+        value = ctx.vars[node.root]
+    else:
+        value = ctx.scope.root(node.root, node, ctx)
+    path = node.root
+    for step in node.steps:
+        value, path = _step(value, step, path, node, ctx)
+    return value
+
+
+def _step(value: Any, step: str | ast.Expr, path: str, node: ast.Expr, ctx: Context) -> tuple[Any, str]:
+    if isinstance(value, Lazy):
+        if not isinstance(step, str):
+            key = evaluate(step, ctx)
+            step = object_key(key, node, ctx)
+        return value.get(step, node, ctx), f"{path}.{step}"
+    if isinstance(step, str):
+        if isinstance(value, dict):
+            if step not in value:
+                known = ", ".join(sorted(value)) or "none"
+                raise ctx.error(f"{path} has no attribute {step!r} (it has: {known})", node)
+            return value[step], f"{path}.{step}"
+        if value is None:
+            raise ctx.error(f"cannot read attribute {step!r} of {path}: it is null", node)
+        raise ctx.error(f"cannot read attribute {step!r} of {path}: it is a {type_name(value)}", node)
+    key = evaluate(step, ctx)
+    return _index_value(value, key, path, node, ctx), f"{path}[{key!r}]"
+
+
+def _index_value(value: Any, key: Any, path: str, node: ast.Expr, ctx: Context) -> Any:
+    if isinstance(value, list):
+        try:
+            index = int(to_number(key, "index"))
+        except FunctionError as exc:
+            raise ctx.error(f"{path}: {exc}", node) from None
+        if not 0 <= index < len(value):
+            raise ctx.error(f"{path}[{index}]: index out of range (the list has {len(value)} elements)", node)
+        return value[index]
+    if isinstance(value, dict):
+        name = object_key(key, node, ctx)
+        if name not in value:
+            raise ctx.error(f"{path} has no key {name!r}", node)
+        return value[name]
+    raise ctx.error(f"cannot index {path}: it is a {type_name(value)}", node)
+
+
+def _getattr(node: ast.GetAttr, ctx: Context) -> Any:
+    return _step(evaluate(node.obj, ctx), node.name, "value", node, ctx)[0]
+
+
+def _index(node: ast.Index, ctx: Context) -> Any:
+    return _index_value(evaluate(node.obj, ctx), evaluate(node.key, ctx), "value", node, ctx)
+
+
+def _splat(node: ast.Splat, ctx: Context) -> Any:
+    base = evaluate(node.obj, ctx)
+    if base is None:
+        return []
+    items = base if isinstance(base, list) else [base]
+    out = []
+    for item in items:
+        value, path = item, "element"
+        for step in node.steps:
+            value, path = _step(value, step, path, node, ctx)
+        out.append(value)
+    return out
+
+
+def _call(node: ast.Call, ctx: Context) -> Any:
+    name = node.name
+    if name in ("try", "can"):
+        return _try_can(node, ctx)
+    args = [evaluate(a, ctx) for a in node.args]
+    if node.expand_last:
+        if not args or not isinstance(args[-1], list):
+            raise ctx.error(f"{name}(...): the argument before ... must be a list", node)
+        args = args[:-1] + args[-1]
+    if name in ("file", "fileexists"):
+        return _file(name, args, node, ctx)
+    fn = FUNCTIONS.get(name)
+    if fn is None:
+        raise ctx.error(unknown_function_message(name), node)
+    try:
+        return fn(args)
+    except FunctionError as exc:
+        message = str(exc)
+        if not message.startswith(f"{name}"):
+            message = f"{name}(): {message}"
+        raise ctx.error(message, node) from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ctx.error(f"{name}(): {exc}", node) from None
+
+
+def unknown_function_message(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, function_names(), n=1)
+    hint = f"; did you mean {close[0]}()?" if close else ""
+    return f"unknown function {name}(){hint} (see the function list in the README)"
+
+
+def _try_can(node: ast.Call, ctx: Context) -> Any:
+    if not node.args:
+        raise ctx.error(f"{node.name}() needs at least one argument", node)
+    for arg in node.args:
+        try:
+            value = evaluate(arg, ctx)
+        except ConfigError:
+            continue
+        return True if node.name == "can" else value
+    if node.name == "can":
+        return False
+    raise ctx.error("try(): no argument could be evaluated without an error", node)
+
+
+def _file(name: str, args: list[Any], node: ast.Call, ctx: Context) -> Any:
+    if len(args) != 1:
+        raise ctx.error(f"{name}() takes 1 argument, got {len(args)}", node)
+    try:
+        rel = to_string(args[0], "path")
+    except FunctionError as exc:
+        raise ctx.error(f"{name}(): {exc}", node) from None
+    path = os.path.normpath(os.path.join(ctx.directory, rel))
+    ctx.reads.add(path)
+    if name == "fileexists":
+        return os.path.isfile(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ctx.error(f"file(): cannot read {rel!r}: {exc.strerror}", node) from None
+    except UnicodeDecodeError:
+        raise ctx.error(f"file(): {rel!r} is not UTF-8 text", node) from None
+
+
+def _unary(node: ast.Unary, ctx: Context) -> Any:
+    value = evaluate(node.operand, ctx)
+    if node.op == "!":
+        if not isinstance(value, bool):
+            raise ctx.error(f"the operand of ! must be a bool, got {type_name(value)}", node)
+        return not value
+    try:
+        return -to_number(value, "the operand of -")
+    except FunctionError as exc:
+        raise ctx.error(str(exc), node) from None
+
+
+_ARITH: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "%": operator.mod,
+}
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge,
+}
+
+
+def _binary(node: ast.Binary, ctx: Context) -> Any:
+    op = node.op
+    if op in ("&&", "||"):
+        left = evaluate(node.left, ctx)
+        if not isinstance(left, bool):
+            raise ctx.error(f"the operands of {op} must be bools, got {type_name(left)}", node)
+        if (op == "&&" and not left) or (op == "||" and left):
+            return left
+        right = evaluate(node.right, ctx)
+        if not isinstance(right, bool):
+            raise ctx.error(f"the operands of {op} must be bools, got {type_name(right)}", node)
+        return right
+    left = evaluate(node.left, ctx)
+    right = evaluate(node.right, ctx)
+    if op in ("==", "!="):
+        same = _equal(left, right)
+        return same if op == "==" else not same
+    try:
+        a = to_number(left, f"the left operand of {op}")
+        b = to_number(right, f"the right operand of {op}")
+    except FunctionError as exc:
+        raise ctx.error(str(exc), node) from None
+    if op in _COMPARE:
+        return _COMPARE[op](a, b)
+    if op in ("/", "%") and b == 0:
+        raise ctx.error("division by zero", node)
+    result = _ARITH[op](a, b)
+    if isinstance(result, float) and result.is_integer() and op != "/":
+        return int(result)
+    return result
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    return bool(a == b)
+
+
+def _conditional(node: ast.Conditional, ctx: Context) -> Any:
+    cond = evaluate(node.condition, ctx)
+    if not isinstance(cond, bool):
+        raise ctx.error(f"the condition must be a bool, got {type_name(cond)}", node.condition)
+    return evaluate(node.true if cond else node.false, ctx)
+
+
+def _for(node: ast.ForExpr, ctx: Context) -> Any:
+    coll = evaluate(node.collection, ctx)
+    if isinstance(coll, dict):
+        pairs: list[tuple[Any, Any]] = list(coll.items())
+    elif isinstance(coll, list):
+        pairs = list(enumerate(coll))
+    else:
+        raise ctx.error(f"a for expression needs a list or map, got {type_name(coll)}", node.collection)
+    tuple_out: list[Any] = []
+    object_out: dict[str, Any] = {}
+    for key, value in pairs:
+        names = {node.value_var: value}
+        if node.key_var:
+            names[node.key_var] = key
+        inner = ctx.with_vars(names)
+        if node.condition is not None:
+            keep = evaluate(node.condition, inner)
+            if not isinstance(keep, bool):
+                raise ctx.error("the if clause of a for expression must be a bool", node.condition)
+            if not keep:
+                continue
+        if node.key is None:
+            tuple_out.append(evaluate(node.value, inner))
+            continue
+        out_key = object_key(evaluate(node.key, inner), node.key, inner)
+        out_value = evaluate(node.value, inner)
+        if node.grouping:
+            object_out.setdefault(out_key, []).append(out_value)
+        elif out_key in object_out:
+            raise ctx.error(f"duplicate key {out_key!r} in for expression (add ... to group values)", node)
+        else:
+            object_out[out_key] = out_value
+    return tuple_out if node.key is None else object_out
+
+
+_EVAL: dict[type, Callable[[Any, Context], Any]] = {
+    ast.Literal: _literal,
+    ast.Template: _template,
+    ast.TupleExpr: _tuple,
+    ast.ObjectExpr: _object,
+    ast.Traversal: _traversal,
+    ast.GetAttr: _getattr,
+    ast.Index: _index,
+    ast.Splat: _splat,
+    ast.Call: _call,
+    ast.Unary: _unary,
+    ast.Binary: _binary,
+    ast.Conditional: _conditional,
+    ast.ForExpr: _for,
+}

@@ -1,0 +1,409 @@
+"""Parse HCL text into strata's syntax tree.
+
+python-hcl2 provides the grammar and the LALR parser (Lark). Its dict output loses line numbers and
+turns expressions back into strings, so strata walks the Lark tree itself and builds the nodes of
+:mod:`strata.config.ast`, keeping the line of every attribute, block and expression.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from strata.config import ast
+from strata.errors import ConfigError, Source
+
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
+_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)")
+_TOKEN_WORDS = {
+    "RBRACE": "}", "LBRACE": "{", "RSQB": "]", "LSQB": "[", "RPAR": ")", "LPAR": "(",
+    "EQ": "=", "COLON": ":", "COMMA": ",", "DOT": ".", "DBLQUOTE": '"', "NAME": "a name",
+    "NL_OR_COMMENT": "a new line", "QMARK": "?", "$END": "end of file",
+}
+
+
+def _lark_parser() -> Any:
+    from hcl2.parser import parser
+
+    return parser()
+
+
+def parse_text(text: str, file: str) -> ast.Body:
+    """Parse the HCL ``text`` of ``file`` (used in messages) into a :class:`ast.Body`."""
+    from lark.exceptions import UnexpectedInput
+
+    if not text.endswith("\n"):
+        text += "\n"  # the grammar needs a final newline after the last attribute
+    try:
+        tree = _lark_parser().parse(text)
+    except UnexpectedInput as exc:
+        raise ConfigError(_syntax_message(exc, text), Source(file, exc.line if exc.line > 0 else 1)) from None
+    return _Converter(file, text).body(tree.children[0])
+
+
+def _syntax_message(exc: Any, text: str) -> str:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
+    if isinstance(exc, UnexpectedToken):
+        token = exc.token
+        found = "end of file" if token.type == "$END" else repr(str(token).strip() or str(token))
+        expected = sorted({_TOKEN_WORDS.get(e, e.lower()) for e in exc.expected if not e.startswith("__")})
+        hint = f"; expected {', '.join(expected[:6])}" if expected and len(expected) <= 6 else ""
+        if found.startswith("'\"") or token.type == "DBLQUOTE":
+            hint += " (is a string missing its closing quote?)"
+        return f"syntax error: unexpected {found}{hint}"
+    if isinstance(exc, UnexpectedCharacters):
+        return f"syntax error: unexpected character {exc.char!r}"
+    if isinstance(exc, UnexpectedEOF):
+        return "syntax error: unexpected end of file (is a block or bracket not closed?)"
+    return f"syntax error: {exc}"
+
+
+def _unescape(raw: str) -> str:
+    if "\\" not in raw:
+        return raw
+
+    def sub(m: re.Match[str]) -> str:
+        code = m.group(1)
+        if code[0] in "uU" and len(code) > 1:
+            return chr(int(code[1:], 16))
+        return _ESCAPES.get(code, "\\" + code)
+
+    return _ESCAPE_RE.sub(sub, raw)
+
+
+def _is_tree(node: Any) -> bool:
+    return hasattr(node, "data")
+
+
+class _Converter:
+    """Turns a Lark tree from python-hcl2's grammar into strata ast nodes."""
+
+    def __init__(self, file: str, text: str, line_offset: int = 0) -> None:
+        self.file = file
+        self.text = text
+        self.line_offset = line_offset
+
+    def error(self, message: str, line: int) -> ConfigError:
+        return ConfigError(message, Source(self.file, line))
+
+    def line(self, node: Any) -> int:
+        if _is_tree(node):
+            meta = node.meta
+            return int(getattr(meta, "line", 0) or 0) + self.line_offset
+        return int(getattr(node, "line", 0) or 0) + self.line_offset
+
+    # -- structure ---------------------------------------------------------------------------------
+
+    def body(self, tree: Any) -> ast.Body:
+        attributes: list[ast.Attribute] = []
+        blocks: list[ast.Block] = []
+        seen: dict[str, int] = {}
+        for child in tree.children:
+            if not _is_tree(child):
+                continue
+            if child.data == "attribute":
+                name = self.name(child.children[0])
+                line = self.line(child)
+                if name in seen:
+                    raise self.error(
+                        f"attribute {name!r} is set twice in this block (first at line {seen[name]})", line
+                    )
+                seen[name] = line
+                attributes.append(ast.Attribute(name, self.expr(child.children[2]), line))
+            elif child.data == "block":
+                blocks.append(self.block(child))
+        return ast.Body(attributes, blocks)
+
+    def block(self, tree: Any) -> ast.Block:
+        kids = [c for c in tree.children if _is_tree(c) and c.data != "new_line_or_comment"]
+        block_type = self.name(kids[0])
+        labels: list[str] = []
+        body: ast.Body | None = None
+        for kid in kids[1:]:
+            if kid.data == "body":
+                body = self.body(kid)
+            elif kid.data == "string":
+                value = self.string(kid)
+                if not isinstance(value, ast.Literal):
+                    raise self.error("block labels cannot contain interpolation", self.line(kid))
+                labels.append(str(value.value))
+            else:
+                labels.append(self.name(kid))
+        return ast.Block(block_type, labels, body or ast.Body([], []), self.line(tree))
+
+    def name(self, tree: Any) -> str:
+        token = tree.children[0] if _is_tree(tree) else tree
+        return str(token)
+
+    # -- expressions -------------------------------------------------------------------------------
+
+    def expr(self, tree: Any) -> ast.Expr:
+        method = getattr(self, "x_" + str(tree.data), None)
+        if method is None:
+            raise self.error(f"unsupported expression ({tree.data})", self.line(tree))
+        result: ast.Expr = method(tree)
+        return result
+
+    def exprs(self, tree: Any) -> list[ast.Expr]:
+        return [self.expr(c) for c in tree.children if _is_tree(c) and c.data != "new_line_or_comment"]
+
+    def x_expr_term(self, tree: Any) -> ast.Expr:
+        kids = tree.children
+        if not _is_tree(kids[0]):  # parenthesized: ( expression )
+            return self.expr(next(c for c in kids if _is_tree(c) and c.data != "new_line_or_comment"))
+        return self.expr(kids[0])
+
+    def x_int_lit(self, tree: Any) -> ast.Expr:
+        return ast.Literal(int(str(tree.children[0])), self.line(tree))
+
+    def x_float_lit(self, tree: Any) -> ast.Expr:
+        value = float(str(tree.children[0]))
+        return ast.Literal(int(value) if value.is_integer() and "e" not in str(tree.children[0]).lower()
+                           else value, self.line(tree))
+
+    def x_literal_value(self, tree: Any) -> ast.Expr:
+        word = str(tree.children[0])
+        return ast.Literal({"true": True, "false": False, "null": None}[word], self.line(tree))
+
+    def x_identifier(self, tree: Any) -> ast.Expr:
+        return ast.Traversal(str(tree.children[0]), [], self.line(tree))
+
+    def x_keyword(self, tree: Any) -> ast.Expr:
+        return ast.Traversal(str(tree.children[0]), [], self.line(tree))
+
+    def x_string(self, tree: Any) -> ast.Expr:
+        return self.string(tree)
+
+    def string(self, tree: Any) -> ast.Expr:
+        parts: list[str | ast.Expr] = []
+        for part in tree.children:
+            if not _is_tree(part):
+                continue  # the quotes
+            for item in part.children:
+                if _is_tree(item):
+                    if item.data == "interpolation":
+                        parts.append(self.expr(item.children[1]))
+                    else:
+                        raise self.error(
+                            "template directives (%{ if } / %{ for }) are not supported in strata.hcl; "
+                            "use a conditional or a for expression",
+                            self.line(item),
+                        )
+                else:
+                    text = str(item)
+                    if item.type == "ESCAPED_INTERPOLATION" or item.type == "ESCAPED_DIRECTIVE":
+                        text = text[1:]
+                    else:
+                        text = _unescape(text)
+                    if parts and isinstance(parts[-1], str):
+                        parts[-1] += text
+                    else:
+                        parts.append(text)
+        return _template(parts, self.line(tree))
+
+    def x_heredoc_template(self, tree: Any) -> ast.Expr:
+        return self.heredoc(tree, trim=False)
+
+    def x_heredoc_template_trim(self, tree: Any) -> ast.Expr:
+        return self.heredoc(tree, trim=True)
+
+    def heredoc(self, tree: Any, trim: bool) -> ast.Expr:
+        raw = str(tree.children[0])
+        first_nl = raw.index("\n")
+        lines = raw[first_nl + 1:].split("\n")
+        lines = lines[:-2]  # drop the closing marker line and the empty string after its newline
+        if trim:
+            indents = [len(ln) - len(ln.lstrip(" \t")) for ln in lines if ln.strip()]
+            cut = min(indents) if indents else 0
+            lines = [ln[cut:] for ln in lines]
+        content = "\n".join(lines) + ("\n" if lines else "")
+        return self.template_text(content, self.line(tree) + 1)
+
+    def template_text(self, content: str, line: int) -> ast.Expr:
+        """Parse a heredoc body: literal text with ``${ expr }`` interpolations."""
+        parts: list[str | ast.Expr] = []
+        pos = 0
+        literal = ""
+        while pos < len(content):
+            if content.startswith("$${", pos) or content.startswith("%%{", pos):
+                literal += content[pos + 1:pos + 3]
+                pos += 3
+            elif content.startswith("%{", pos):
+                raise self.error("template directives (%{ ... }) are not supported in strata.hcl",
+                                 line + content.count("\n", 0, pos))
+            elif content.startswith("${", pos):
+                end = _matching_brace(content, pos + 2)
+                if end < 0:
+                    raise self.error("unclosed ${ in heredoc", line + content.count("\n", 0, pos))
+                if literal:
+                    parts.append(literal)
+                    literal = ""
+                expr_line = line + content.count("\n", 0, pos)
+                parts.append(self.sub_expression(content[pos + 2:end], expr_line))
+                pos = end + 1
+            else:
+                literal += content[pos]
+                pos += 1
+        if literal:
+            parts.append(literal)
+        return _template(parts, line)
+
+    def sub_expression(self, text: str, line: int) -> ast.Expr:
+        if not text.strip():
+            raise self.error("empty interpolation", line)
+        try:
+            body = parse_text(f"_ = {text.strip()}\n", self.file)
+        except ConfigError as exc:
+            raise self.error(exc.message, line) from None
+        expr = body.attributes[0].expr
+        for node in ast.walk(expr):  # report everything inside at the interpolation's own line
+            node.line = line
+        return expr
+
+    def x_template_string(self, tree: Any) -> ast.Expr:
+        raise self.error("template directives are not supported in strata.hcl", self.line(tree))
+
+    def x_tuple(self, tree: Any) -> ast.Expr:
+        return ast.TupleExpr(self.exprs(tree), self.line(tree))
+
+    def x_object(self, tree: Any) -> ast.Expr:
+        items: list[ast.ObjectItem] = []
+        for elem in tree.children:
+            if not _is_tree(elem) or elem.data != "object_elem":
+                continue
+            key_tree = elem.children[0].children[0]
+            value = self.expr(elem.children[2])
+            items.append(ast.ObjectItem(self.object_key(key_tree), value, self.line(elem)))
+        return ast.ObjectExpr(items, self.line(tree))
+
+    def object_key(self, key_tree: Any) -> str | ast.Expr:
+        if key_tree.data == "keyword":
+            return str(key_tree.children[0])
+        # expr_term wrapping an identifier, a string, or a parenthesized expression
+        inner = key_tree.children[0] if key_tree.data == "expr_term" else key_tree
+        if _is_tree(inner) and inner.data == "identifier":
+            return str(inner.children[0])
+        expr = self.expr(key_tree)
+        if isinstance(expr, ast.Literal) and expr.value is not None:
+            return str(expr.value) if not isinstance(expr.value, bool) else str(expr.value).lower()
+        return expr
+
+    def x_function_call(self, tree: Any) -> ast.Expr:
+        names = [str(c.children[0]) for c in tree.children if _is_tree(c) and c.data == "identifier"]
+        args: list[ast.Expr] = []
+        expand = False
+        for c in tree.children:
+            if _is_tree(c) and c.data == "arguments":
+                for a in c.children:
+                    if _is_tree(a) and a.data != "new_line_or_comment":
+                        args.append(self.expr(a))
+                    elif not _is_tree(a) and a.type == "ELLIPSIS":
+                        expand = True
+        return ast.Call("::".join(names), args, expand, self.line(tree))
+
+    def _append_step(self, base: ast.Expr, step: str | ast.Expr, line: int) -> ast.Expr:
+        if isinstance(base, ast.Traversal):
+            base.steps.append(step)
+            return base
+        if isinstance(step, str):
+            return ast.GetAttr(base, step, line)
+        return ast.Index(base, step, line)
+
+    def step(self, tree: Any) -> str | ast.Expr:
+        if tree.data == "get_attr":
+            return self.name(tree.children[1])
+        if tree.data == "short_index":
+            return ast.Literal(int(str(tree.children[1])), self.line(tree))
+        # braces_index
+        return self.exprs(tree)[0]
+
+    def x_get_attr_expr_term(self, tree: Any) -> ast.Expr:
+        base = self.expr(tree.children[0])
+        return self._append_step(base, self.step(tree.children[1]), self.line(tree))
+
+    def x_index_expr_term(self, tree: Any) -> ast.Expr:
+        base = self.expr(tree.children[0])
+        return self._append_step(base, self.step(tree.children[1]), self.line(tree))
+
+    def _splat(self, tree: Any) -> ast.Expr:
+        base = self.expr(tree.children[0])
+        splat = tree.children[1]
+        steps = [self.step(c) for c in splat.children if _is_tree(c)]
+        return ast.Splat(base, steps, self.line(tree))
+
+    x_attr_splat_expr_term = _splat
+    x_full_splat_expr_term = _splat
+
+    def x_unary_op(self, tree: Any) -> ast.Expr:
+        return ast.Unary(str(tree.children[0]).strip(), self.expr(tree.children[1]), self.line(tree))
+
+    def x_binary_op(self, tree: Any) -> ast.Expr:
+        left = self.expr(tree.children[0])
+        term = tree.children[1]
+        op_tree = next(c for c in term.children if _is_tree(c) and c.data == "binary_operator")
+        op = str(op_tree.children[0]).strip()
+        right = next(c for c in term.children if _is_tree(c) and c is not op_tree
+                     and c.data != "new_line_or_comment")
+        return ast.Binary(op, left, self.expr(right), self.line(tree))
+
+    def x_conditional(self, tree: Any) -> ast.Expr:
+        cond, yes, no = self.exprs(tree)
+        return ast.Conditional(cond, yes, no, self.line(tree))
+
+    def _for_intro(self, tree: Any) -> tuple[str | None, str, ast.Expr]:
+        names = [str(c.children[0]) for c in tree.children if _is_tree(c) and c.data == "identifier"]
+        coll = next(c for c in tree.children if _is_tree(c) and c.data not in ("identifier", "new_line_or_comment"))
+        if len(names) == 2:
+            return names[0], names[1], self.expr(coll)
+        return None, names[0], self.expr(coll)
+
+    def x_for_tuple_expr(self, tree: Any) -> ast.Expr:
+        kids = [c for c in tree.children if _is_tree(c) and c.data != "new_line_or_comment"]
+        key_var, value_var, coll = self._for_intro(kids[0])
+        value = self.expr(kids[1])
+        cond = self.for_cond(kids[2]) if len(kids) > 2 else None
+        return ast.ForExpr(key_var, value_var, coll, None, value, cond, False, self.line(tree))
+
+    def x_for_object_expr(self, tree: Any) -> ast.Expr:
+        kids = [c for c in tree.children if _is_tree(c) and c.data != "new_line_or_comment"]
+        grouping = any(not _is_tree(c) and c.type == "ELLIPSIS" for c in tree.children)
+        key_var, value_var, coll = self._for_intro(kids[0])
+        key = self.expr(kids[1])
+        value = self.expr(kids[2])
+        cond = self.for_cond(kids[3]) if len(kids) > 3 else None
+        return ast.ForExpr(key_var, value_var, coll, key, value, cond, grouping, self.line(tree))
+
+    def for_cond(self, tree: Any) -> ast.Expr:
+        return self.exprs(tree)[0]
+
+
+def _template(parts: list[str | ast.Expr], line: int) -> ast.Expr:
+    if not parts:
+        return ast.Literal("", line)
+    if len(parts) == 1 and isinstance(parts[0], str):
+        return ast.Literal(parts[0], line)
+    return ast.Template(parts, line)
+
+
+def _matching_brace(text: str, start: int) -> int:
+    depth = 1
+    pos = start
+    in_string = False
+    while pos < len(text):
+        ch = text[pos]
+        if in_string:
+            if ch == "\\":
+                pos += 1
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return pos
+        pos += 1
+    return -1

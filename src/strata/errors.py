@@ -1,0 +1,102 @@
+"""Errors and diagnostics: values the user can act on.
+
+Every user mistake becomes a :class:`StrataError` (or a :class:`Diagnostic` when many are collected),
+carrying the configuration file and line where it applies. One place, :mod:`strata.main`, turns them
+into output and exit codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# Exit codes, documented in the README.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2  # plan --detailed-exitcode: succeeded with changes
+EXIT_USAGE = 64  # sysexits EX_USAGE: never confused with "changes present"
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a value or a problem comes from: a file and line, or a note such as "default"."""
+
+    file: str = ""
+    line: int = 0
+    note: str = ""
+
+    def __str__(self) -> str:
+        if self.file and self.line:
+            place = f"{self.file}:{self.line}"
+        elif self.file:
+            place = self.file
+        else:
+            return self.note
+        return f"{place} ({self.note})" if self.note else place
+
+    @property
+    def is_file(self) -> bool:
+        return bool(self.file)
+
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem found in a repository."""
+
+    severity: Severity
+    message: str
+    source: Source = Source()
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source.file or self.source.note else ""
+        return f"{where}{self.severity}: {self.message}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "severity": self.severity,
+            "file": self.source.file or None,
+            "line": self.source.line or None,
+            "message": self.message,
+        }
+
+
+class StrataError(Exception):
+    """An error the user can act on; printed without a traceback."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, source: Source | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.source = source or Source()
+
+    def __str__(self) -> str:
+        if self.source.file or self.source.note:
+            return f"{self.source}: {self.message}"
+        return self.message
+
+    def diagnostic(self) -> Diagnostic:
+        return Diagnostic("error", self.message, self.source)
+
+
+class ConfigError(StrataError):
+    """A mistake in a strata.hcl file (syntax, schema or evaluation)."""
+
+
+class UsageError(StrataError):
+    """Wrong command-line usage (unknown stack, bad selection...)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ProblemsFound(StrataError):
+    """Raised when a command cannot go on because the repository has errors."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        errors = sum(1 for d in diagnostics if d.severity == "error")
+        super().__init__(f"{errors} error(s) in the configuration")
+        self.diagnostics = diagnostics

@@ -1,0 +1,1 @@
+"""The repository model: stacks, dimensions, dependencies and the stack graph."""

@@ -1,0 +1,66 @@
+"""A loaded repository: its settings, its stacks and the problems found while loading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from strata.config.settings import Settings
+from strata.errors import Diagnostic, ProblemsFound, UsageError
+from strata.model.graph import StackGraph
+from strata.model.stack import Stack
+
+
+@dataclass
+class Repository:
+    root: Path
+    display_prefix: str  # prepended to repository-relative paths in messages
+    settings: Settings
+    stacks: dict[str, Stack] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    _seen: set[tuple[str, str, int, str]] = field(default_factory=set, repr=False)
+
+    def add(self, diagnostic: Diagnostic) -> None:
+        """Record a problem once (a mistake in a shared file is reported once, not once per stack)."""
+        key = (diagnostic.severity, diagnostic.source.file, diagnostic.source.line, diagnostic.message)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.diagnostics.append(diagnostic)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    def require_valid(self) -> None:
+        """Stop a command that needs a repository without configuration errors."""
+        if self.errors:
+            raise ProblemsFound(self.diagnostics)
+
+    @cached_property
+    def graph(self) -> StackGraph:
+        return StackGraph(self.stacks)
+
+    def display(self, rel: str) -> str:
+        """A repository-relative path as shown to the user (relative to the working directory)."""
+        return f"{self.display_prefix}{rel}" if rel else (self.display_prefix.rstrip("/") or ".")
+
+    def resolve_stack(self, arg: str, cwd: Path) -> Stack:
+        """The stack named by ``arg``: a folder relative to the working directory or to the root."""
+        for candidate in _path_candidates(arg, self.root, cwd):
+            if candidate in self.stacks:
+                return self.stacks[candidate]
+        raise UsageError(f"no stack at {arg!r} (run `strata ls` to see the stacks)")
+
+
+def _path_candidates(arg: str, root: Path, cwd: Path) -> list[str]:
+    out: list[str] = []
+    absolute = (cwd / arg).resolve()
+    try:
+        rel = absolute.relative_to(root).as_posix()
+        out.append("" if rel == "." else rel)
+    except ValueError:
+        pass
+    cleaned = arg.strip("/")
+    out.append("" if cleaned in ("", ".") else cleaned)
+    return out

@@ -1,0 +1,71 @@
+"""Printing: colour only on a terminal and never with NO_COLOR/--no-color, JSON, aligned tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+from strata.errors import Diagnostic
+
+_color_disabled = False
+
+
+def disable_color() -> None:
+    global _color_disabled
+    _color_disabled = True
+
+
+def color_enabled(stream: TextIO) -> bool:
+    if _color_disabled or "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def style(text: str, color: str, stream: TextIO, bold: bool = False) -> str:
+    if not color_enabled(stream):
+        return text
+    codes = {"red": "31", "yellow": "33", "green": "32", "cyan": "36", "dim": "2"}
+    prefix = "1;" if bold else ""
+    return f"\033[{prefix}{codes[color]}m{text}\033[0m"
+
+
+def out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def err(text: str = "") -> None:
+    sys.stderr.write(text + "\n")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def print_diagnostics(diagnostics: Iterable[Diagnostic], stream: TextIO | None = None) -> tuple[int, int]:
+    """Print ``file:line: severity: message`` lines; returns (errors, warnings)."""
+    stream = stream or sys.stderr
+    errors = warnings = 0
+    for d in diagnostics:
+        where = f"{d.source}: " if (d.source.file or d.source.note) else ""
+        label = style(d.severity, "red" if d.severity == "error" else "yellow", stream, bold=True)
+        stream.write(f"{where}{label}: {d.message}\n")
+        if d.severity == "error":
+            errors += 1
+        else:
+            warnings += 1
+    return errors, warnings
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; empty columns are kept so the layout is stable."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Everything that knows about the terraform/tofu binary: finding it, its version, running it."""

@@ -1,0 +1,279 @@
+"""Check a whole repository and report every problem at its file:line.
+
+Errors: dependency cycles, dependencies that are not stacks, a lower layer depending on a higher
+one, two stacks sharing one state, overlapping CIDR blocks in one network scope, names unsafe in
+paths, production state without encryption, backend settings Terraform would refuse, and a stack
+whose Terraform declares a backend that strata also generates.
+Warnings: one bucket/container shared by several environments, stacks on the embedded local
+default, dependencies whose outputs are never read.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from collections import defaultdict
+from typing import Any
+
+from strata.backends import get_backend
+from strata.errors import Diagnostic, Source
+from strata.model import dimensions as dims
+from strata.model.repository import Repository
+from strata.model.stack import Setting, Stack
+from strata.terraform.version import Version
+
+_BACKEND_BLOCK = re.compile(r'^\s*(backend\s+"[^"]*"|cloud)\s*\{')
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def validate(repo: Repository, version: Version | None) -> list[Diagnostic]:
+    """Every problem in ``repo`` (loading problems included), sorted by file and line."""
+    found = list(repo.diagnostics)
+    for check in (_graph, _layers, _states, _backends, _encryption, _storage_sharing, _cidrs,
+                  _paths, _declared_backends):
+        found.extend(check(repo, version))
+    unique: dict[tuple[Any, ...], Diagnostic] = {}
+    for d in found:
+        unique.setdefault((d.severity, d.source.file, d.source.line, d.message), d)
+    return sorted(unique.values(), key=lambda d: (d.source.file, d.source.line, d.severity, d.message))
+
+
+def _graph(repo: Repository, version: Version | None) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for stack in repo.stacks.values():
+        for dep in stack.dependencies:
+            label = f'dependency "{dep.name}"' if dep.name else "dependency"
+            if dep.path == stack.path:
+                out.append(Diagnostic("error", f"{label}: stack {stack.path} depends on itself", dep.source))
+            elif dep.path not in repo.stacks:
+                out.append(Diagnostic("error", f"{label}: {repo.display(dep.path)} is not a stack "
+                                      "(no strata.hcl with a stack {} block there)", dep.source))
+            elif dep.name and not dep.used:
+                out.append(Diagnostic("warning", f'dependency "{dep.name}": its outputs are never used; '
+                                      "use dependencies = [...] when only the order matters", dep.source))
+    for cycle in repo.graph.cycles():
+        first = repo.stacks[cycle[0]]
+        edge = next((d for d in first.dependencies if d.path == cycle[1]), None)
+        source = edge.source if edge else first.source
+        out.append(Diagnostic("error", "dependency cycle: " + " -> ".join(cycle), source))
+    return out
+
+
+def _layer_rank(stack: Stack, repo: Repository) -> tuple[float, str] | None:
+    if stack.client:
+        return (float("inf"), "client stacks")
+    layer = stack.layer
+    if layer is None:
+        return None
+    order = repo.settings.layers
+    if order is not None:
+        return (float(order.index(layer)), layer) if layer in order else None
+    key = dims.layer_sort_key(layer)
+    return None if key[0] == 1_000_000 else (float(key[0]), layer)
+
+
+def _layers(repo: Repository, version: Version | None) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    order = repo.settings.layers
+    for stack in repo.stacks.values():
+        if order is not None and stack.layer is not None and stack.layer not in order:
+            setting = stack.dimensions["layer"]
+            out.append(Diagnostic("error", f"layer {stack.layer!r} is not in strata {{ layers = [...] }} "
+                                  f"({', '.join(order)})", setting.source if setting.source.file
+                                  else stack.source))
+        rank = _layer_rank(stack, repo)
+        if rank is None:
+            continue
+        for dep in stack.dependencies:
+            target = repo.stacks.get(dep.path)
+            target_rank = _layer_rank(target, repo) if target else None
+            if target_rank is not None and target_rank[0] > rank[0]:
+                what = stack.layer or "a client stack"
+                out.append(Diagnostic(
+                    "error", f"{what} ({stack.path}) depends on {target_rank[1]} ({dep.path}), a higher "
+                    "layer; dependencies must point to lower layers", dep.source))
+    return out
+
+
+def _backend_source(stack: Stack, attribute: str | None) -> Source:
+    assert stack.backend is not None
+    if attribute and attribute in stack.backend.settings:
+        source = stack.backend.settings[attribute].source
+        if source.file:
+            return source
+    return stack.backend.source if stack.backend.source.file else stack.source
+
+
+def _states(repo: Repository, version: Version | None) -> list[Diagnostic]:
+    seen: dict[tuple[Any, ...], Stack] = {}
+    out: list[Diagnostic] = []
+    for path in sorted(repo.stacks):
+        stack = repo.stacks[path]
+        if stack.backend is None:
+            continue
+        backend = get_backend(stack.backend.type)
+        if backend is None:
+            continue
+        location = backend.location(stack.backend.values(), stack.path)
+        other = seen.get(location)
+        if other is None:
+            seen[location] = stack
+            continue
+        key = backend.key_attribute
+        out.append(Diagnostic(
+            "error", f"stacks {other.path} and {stack.path} resolve to the same state "
+            f"({stack.backend.type} {_describe_location(location)}); give one a distinct {key}",
+            _backend_source(stack, key)))
+    return out
+
+
+def _describe_location(location: tuple[Any, ...]) -> str:
+    return "/".join(str(p) for p in location[1:] if p not in (None, ""))
+
+
+def _backends(repo: Repository, version: Version | None) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for stack in repo.stacks.values():
+        if stack.backend is None:
+            continue
+        if stack.backend.embedded:
+            out.append(Diagnostic("warning", f"stack {stack.path} has no backend block; its state uses the "
+                                  f"embedded local default under {repo.settings.state_dir}/", stack.source))
+            continue
+        backend = get_backend(stack.backend.type)
+        if backend is None:
+            continue
+        for problem in backend.check(stack.backend.values(), version):
+            out.append(Diagnostic(problem.severity, f'backend "{stack.backend.type}": {problem.message}',
+                                  _backend_source(stack, problem.attribute)))
+    return out
+
+
+def _encryption(repo: Repository, version: Version | None) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    production = set(repo.settings.production_environments)
+    for stack in repo.stacks.values():
+        if stack.environment not in production or stack.backend is None:
+            continue
+        backend = get_backend(stack.backend.type)
+        reason = backend.encryption_problem(stack.backend.values()) if backend else None
+        if reason:
+            attribute = "encrypt" if stack.backend.type == "s3" else None
+            out.append(Diagnostic(
+                "error", f"production stack {stack.path} keeps its state without encryption: {reason}",
+                _backend_source(stack, attribute)))
+    return out
+
+
+def _storage_sharing(repo: Repository, version: Version | None) -> list[Diagnostic]:
+    environments: dict[str, set[str]] = defaultdict(set)
+    first: dict[str, Stack] = {}
+    for path in sorted(repo.stacks):
+        stack = repo.stacks[path]
+        if stack.backend is None or stack.environment is None:
+            continue
+        backend = get_backend(stack.backend.type)
+        storage = backend.storage(stack.backend.values()) if backend else None
+        if storage is None:
+            continue
+        environments[storage].add(stack.environment)
+        first.setdefault(storage, stack)
+    return [
+        Diagnostic("warning", f"{storage} holds the state of several environments ({', '.join(sorted(envs))}); "
+                   "one backend per environment/region isolates them", _backend_source(first[storage], None))
+        for storage, envs in sorted(environments.items()) if len(envs) > 1
+    ]
+
+
+def _cidr_leaves(name: str, setting: Setting, patterns: tuple[str, ...],
+                 matched: bool = False) -> list[tuple[str, Any, Source]]:
+    """(input path, value, source) for every input leaf whose name matches a CIDR pattern."""
+    leaf_name = name.rsplit(".", 1)[-1]
+    is_cidr = matched or any(fnmatch.fnmatchcase(leaf_name.lower(), p.lower()) for p in patterns)
+    if setting.children is not None:
+        out: list[tuple[str, Any, Source]] = []
+        for key, child in setting.children.items():
+            out.extend(_cidr_leaves(f"{name}.{key}", child, patterns, is_cidr))
+        return out
+    return [(name, setting.value, setting.source)] if is_cidr else []
+
+
+def _cidrs(repo: Repository, version: Version | None) -> list[Diagnostic]:
+    patterns = repo.settings.cidr_inputs
+    if not patterns:
+        return []
+    out: list[Diagnostic] = []
+    scopes: dict[tuple[Any, ...], list[tuple[Network, str, str, Source]]] = defaultdict(list)
+    for path in sorted(repo.stacks):
+        stack = repo.stacks[path]
+        scope = tuple(stack.dimension(d) for d in repo.settings.network_scope)
+        for name, setting in stack.inputs.items():
+            for input_path, value, source in _cidr_leaves(name, setting, patterns):
+                values = value if isinstance(value, list) else [value]
+                for item in values:
+                    if not isinstance(item, str):
+                        continue  # deferred outputs and non-strings are not CIDR literals
+                    try:
+                        net = ipaddress.ip_network(item, strict=False)
+                    except ValueError:
+                        out.append(Diagnostic("error", f"{input_path} = {item!r} is not a CIDR block "
+                                              "(like \"10.0.0.0/16\")", source))
+                        continue
+                    if net.prefixlen == 0:
+                        continue  # 0.0.0.0/0 means "anywhere", not a network of this stack
+                    scopes[scope].append((net, stack.path, input_path, source))
+    for scope, nets in scopes.items():
+        scope_text = ", ".join(f"{d}={v}" for d, v in zip(repo.settings.network_scope, scope, strict=True)
+                               if v is not None) or "the whole repository"
+        nets.sort(key=lambda n: (n[0].version, int(n[0].network_address), -n[0].prefixlen))
+        active: list[tuple[Network, str, str, Source]] = []
+        for entry in nets:
+            net = entry[0]
+            active = [a for a in active if a[0].version == net.version
+                      and int(a[0].broadcast_address) >= int(net.network_address)]
+            for other in active:
+                if other[1] != entry[1]:
+                    out.append(Diagnostic(
+                        "error", f"{entry[2]} {net} of {entry[1]} overlaps {other[2]} {other[0]} of {other[1]} "
+                        f"({other[3]}) in network scope {scope_text}", entry[3]))
+            active.append(entry)
+    return out
+
+
+def _paths(repo: Repository, version: Version | None) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for stack in repo.stacks.values():
+        for segment in stack.path.split("/") if stack.path else []:
+            reason = dims.unsafe_name_reason(segment)
+            if reason:
+                out.append(Diagnostic("error", f"folder name {segment!r} in stack path {stack.path!r} is not "
+                                      f"safe in state keys: {reason}", stack.source))
+    return out
+
+
+def _declared_backends(repo: Repository, version: Version | None) -> list[Diagnostic]:
+    """Terraform refuses two backend blocks: find hand-written ones beside the generated file."""
+    out: list[Diagnostic] = []
+    generated = repo.settings.backend_file
+    for stack in repo.stacks.values():
+        folder = repo.root / stack.path
+        try:
+            names = sorted(p.name for p in folder.iterdir() if p.suffix == ".tf" and p.name != generated)
+        except OSError:
+            continue
+        for name in names:
+            try:
+                text = (folder / name).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            if "backend" not in text and "cloud" not in text:
+                continue
+            for number, line in enumerate(text.splitlines(), 1):
+                if _BACKEND_BLOCK.match(line):
+                    rel = f"{stack.path}/{name}" if stack.path else name
+                    out.append(Diagnostic(
+                        "error", f"the stack declares its own {line.strip().rstrip('{').strip()} block, but "
+                        f"strata generates the backend into {generated}; remove this block and configure "
+                        "the backend in strata.hcl", Source(repo.display(rel), number)))
+    return out
