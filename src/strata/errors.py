@@ -87,6 +87,10 @@ class ConfigError(StrataError):
     """A mistake in a strata.hcl file (syntax, schema or evaluation)."""
 
 
+class StaticConfigError(ConfigError):
+    """A mistake in the text itself (unknown function or name): never hidden by try() or can()."""
+
+
 class UsageError(StrataError):
     """Wrong command-line usage (unknown stack, bad selection...)."""
 

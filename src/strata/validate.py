@@ -23,7 +23,9 @@ from strata.model.repository import Repository
 from strata.model.stack import Setting, Stack
 from strata.terraform.version import Version
 
-_BACKEND_BLOCK = re.compile(r'^\s*(backend\s+"[^"]*"|cloud)\s*\{')
+# `backend "s3" {` anywhere on a line that is not a comment (one-line terraform { backend "x" {} } too),
+# or a Terraform Cloud `cloud {` block.
+_BACKEND_BLOCK = re.compile(r'^(?!\s*(?:#|//))(?:.*?[{\s])?(backend\s+"[^"]*"|cloud)\s*\{')
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -46,6 +48,8 @@ def _graph(repo: Repository, version: Version | None) -> list[Diagnostic]:
             label = f'dependency "{dep.name}"' if dep.name else "dependency"
             if dep.path == stack.path:
                 out.append(Diagnostic("error", f"{label}: stack {stack.path} depends on itself", dep.source))
+            elif dep.path in repo.unreadable:
+                continue  # its strata.hcl has a syntax error, reported already
             elif dep.path not in repo.stacks:
                 out.append(Diagnostic("error", f"{label}: {repo.display(dep.path)} is not a stack "
                                       "(no strata.hcl with a stack {} block there)", dep.source))
@@ -53,6 +57,8 @@ def _graph(repo: Repository, version: Version | None) -> list[Diagnostic]:
                 out.append(Diagnostic("warning", f'dependency "{dep.name}": its outputs are never used; '
                                       "use dependencies = [...] when only the order matters", dep.source))
     for cycle in repo.graph.cycles():
+        if len(cycle) == 2:
+            continue  # a stack depending on itself is reported above
         first = repo.stacks[cycle[0]]
         edge = next((d for d in first.dependencies if d.path == cycle[1]), None)
         source = edge.source if edge else first.source
@@ -121,11 +127,19 @@ def _states(repo: Repository, version: Version | None) -> list[Diagnostic]:
             seen[location] = stack
             continue
         key = backend.key_attribute
+        blamed = stack
+        if not _explicit(stack, key) and _explicit(other, key):
+            blamed = other  # the stack whose key was set by hand is the one to look at
         out.append(Diagnostic(
             "error", f"stacks {other.path} and {stack.path} resolve to the same state "
             f"({stack.backend.type} {_describe_location(location)}); give one a distinct {key}",
-            _backend_source(stack, key)))
+            _backend_source(blamed, key)))
     return out
+
+
+def _explicit(stack: Stack, attribute: str) -> bool:
+    setting = stack.backend.settings.get(attribute) if stack.backend else None
+    return setting is not None and setting.source.is_file
 
 
 def _describe_location(location: tuple[Any, ...]) -> str:
@@ -161,8 +175,9 @@ def _encryption(repo: Repository, version: Version | None) -> list[Diagnostic]:
         if reason:
             attribute = "encrypt" if stack.backend.type == "s3" else None
             out.append(Diagnostic(
-                "error", f"production stack {stack.path} keeps its state without encryption: {reason}",
-                _backend_source(stack, attribute)))
+                "error", f"production stack {stack.path} keeps its state without encryption: {reason}; use an "
+                "encrypted backend (or, for a demo, name the environments treated as production in "
+                "strata { production_environments = [...] })", _backend_source(stack, attribute)))
     return out
 
 
@@ -270,10 +285,11 @@ def _declared_backends(repo: Repository, version: Version | None) -> list[Diagno
             if "backend" not in text and "cloud" not in text:
                 continue
             for number, line in enumerate(text.splitlines(), 1):
-                if _BACKEND_BLOCK.match(line):
+                m = _BACKEND_BLOCK.match(line)
+                if m:
                     rel = f"{stack.path}/{name}" if stack.path else name
                     out.append(Diagnostic(
-                        "error", f"the stack declares its own {line.strip().rstrip('{').strip()} block, but "
+                        "error", f"the stack declares its own {m.group(1)} block, but "
                         f"strata generates the backend into {generated}; remove this block and configure "
                         "the backend in strata.hcl", Source(repo.display(rel), number)))
     return out

@@ -38,7 +38,7 @@ class Backend:
 
     def check(self, values: dict[str, Any], version: Version | None) -> list[Problem]:
         """Problems with ``values``; ``version`` is the Terraform version when known."""
-        problems = [Problem(f'backend "{self.name}" needs {name!r}') for name in self.required
+        problems = [Problem(f"needs {name!r}, which is required") for name in self.required
                     if values.get(name) in (None, "")]
         for name, value in values.items():
             if value is None:

@@ -15,7 +15,8 @@ MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names
 
 def schema_for_key(state_key: str) -> str:
     """A schema name for a state key: lower-case, ``_`` for anything else, hashed when too long."""
-    base = re.sub(r"[^a-z0-9_]+", "_", state_key.removesuffix("/terraform.tfstate").lower()).strip("_")
+    folder = state_key.removesuffix("terraform.tfstate").rstrip("/")
+    base = re.sub(r"[^a-z0-9_]+", "_", folder.lower()).strip("_")
     if len(base) <= MAX_IDENTIFIER:
         return base or "terraform_remote_state"
     tag = hashlib.sha256(base.encode()).hexdigest()[:8]

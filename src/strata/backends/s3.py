@@ -7,6 +7,7 @@ use understands: flat ``endpoint``/``dynamodb_endpoint``/``force_path_style`` be
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from strata.backends.base import Backend, Problem
@@ -31,6 +32,19 @@ _FLAT_ROLE = {"role_arn": "role_arn", "session_name": "session_name", "external_
               "assume_role_transitive_tag_keys": "transitive_tag_keys"}
 
 
+def _seconds_to_duration(value: Any) -> Any:
+    return f"{value}s" if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _duration_to_seconds(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    parts = re.findall(r"(\d+)(h|m|s)", value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        return value  # not a duration strata understands: leave it for Terraform to judge
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
 class S3Backend(Backend):
     name = "s3"
     cloud = "aws"
@@ -51,6 +65,8 @@ class S3Backend(Backend):
     def normalize(self, values: dict[str, Any]) -> dict[str, Any]:
         """One spelling for settings that have two: the >= 1.6 names."""
         out = {k: v for k, v in values.items() if v is not None}
+        if not isinstance(out.get("endpoints", {}), dict) or not isinstance(out.get("assume_role", {}), dict):
+            return out  # check() reports the wrong type; nothing to translate
         endpoints = dict(out.pop("endpoints", None) or {})
         for flat, key in _FLAT_ENDPOINTS.items():
             if flat in out:
@@ -63,6 +79,8 @@ class S3Backend(Backend):
         for flat, key in _FLAT_ROLE.items():
             if flat in out:
                 role.setdefault(key, out.pop(flat))
+        if "duration" in role:
+            role["duration"] = _seconds_to_duration(role["duration"])
         if role:
             out["assume_role"] = role
         return out
@@ -79,6 +97,8 @@ class S3Backend(Backend):
             problems.append(Problem("kms_key_id and sse_customer_key cannot both be set", "kms_key_id"))
         if values.get("kms_key_id") and values.get("encrypt") is not True:
             problems.append(Problem("kms_key_id is used only when encrypt = true", "kms_key_id"))
+        if values.get("assume_role") is not None and not isinstance(values["assume_role"], dict):
+            problems.append(Problem('assume_role must be a map like { role_arn = "arn:..." }', "assume_role"))
         endpoints = values.get("endpoints")
         if endpoints is not None:
             if not isinstance(endpoints, dict):
@@ -89,6 +109,8 @@ class S3Backend(Backend):
                         problems.append(Problem(f"unknown endpoint {name!r} (known: "
                                                 f"{', '.join(sorted(_ENDPOINT_KEYS))})", "endpoints"))
         norm = self.normalize(values)
+        if not isinstance(norm.get("endpoints", {}), dict) or not isinstance(norm.get("assume_role", {}), dict):
+            return problems
         if version is not None:
             old = version < S3_ENDPOINTS_BLOCK
             if old and "sso" in norm.get("endpoints", {}):
@@ -107,6 +129,8 @@ class S3Backend(Backend):
 
     def render(self, values: dict[str, Any], version: Version | None) -> dict[str, Any]:
         norm = self.normalize(values)
+        if not isinstance(norm.get("endpoints", {}), dict) or not isinstance(norm.get("assume_role", {}), dict):
+            return norm
         if version is None or version >= S3_ENDPOINTS_BLOCK:
             if version is not None:
                 if version < S3_SKIP_REQUESTING_ACCOUNT_ID:
@@ -126,6 +150,8 @@ class S3Backend(Backend):
         if "use_path_style" in norm:
             norm["force_path_style"] = norm.pop("use_path_style")
         role = norm.pop("assume_role", {})
+        if "duration" in role:
+            role["duration"] = _duration_to_seconds(role["duration"])
         for flat, key in _FLAT_ROLE.items():
             if key in role:
                 norm[flat] = role[key]

@@ -7,12 +7,12 @@ from strata.errors import ProblemsFound, StrataError
 from strata.model.selection import Selection
 from strata.output import err, out, print_json
 from strata.terraform.version import LATEST_KNOWN, format_version
+from strata.validate import validate
 from strata.workspace import Workspace
 
 
 def run(ws: Workspace, selection: Selection, *, check: bool, as_json: bool) -> int:
     repo = ws.repository()
-    repo.require_valid()
     stacks = selection.apply(repo, ws.cwd)
     needs_version = any(s.backend and s.backend.type == "s3" for s in stacks)
     version = None
@@ -22,6 +22,10 @@ def run(ws: Workspace, selection: Selection, *, check: bool, as_json: bool) -> i
         except StrataError as exc:
             version = LATEST_KNOWN
             err(f"warning: {exc}; writing s3 backend settings for Terraform {format_version(version)}")
+    # Never write files from a configuration that validate would reject.
+    errors = [d for d in validate(repo, version) if d.severity == "error"]
+    if errors:
+        raise ProblemsFound(errors)
     files = gen.plan_files(repo, stacks, version)
     conflicts = gen.conflicts(files)
     if conflicts:

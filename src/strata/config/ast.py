@@ -168,6 +168,7 @@ def walk(expr: Expr) -> list[Expr]:
     while stack:
         node = stack.pop()
         out.append(node)
+        mark = len(stack)
         if isinstance(node, Template):
             stack.extend(p for p in node.parts if isinstance(p, Expr))
         elif isinstance(node, TupleExpr):
@@ -196,6 +197,7 @@ def walk(expr: Expr) -> list[Expr]:
             stack.extend((node.condition, node.true, node.false))
         elif isinstance(node, ForExpr):
             stack.extend(n for n in (node.collection, node.key, node.value, node.condition) if n is not None)
+        stack[mark:] = reversed(stack[mark:])  # children pushed in source order are popped in source order
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from strata.config import ast
 from strata.config.functions import FUNCTIONS, FunctionError, function_names, to_number, to_string, type_name
-from strata.errors import ConfigError, Source
+from strata.errors import ConfigError, Source, StaticConfigError
 
 
 class Scope(Protocol):
@@ -189,7 +189,7 @@ def _call(node: ast.Call, ctx: Context) -> Any:
         return _file(name, args, node, ctx)
     fn = FUNCTIONS.get(name)
     if fn is None:
-        raise ctx.error(unknown_function_message(name), node)
+        raise StaticConfigError(unknown_function_message(name), Source(ctx.file, node.line))
     try:
         return fn(args)
     except FunctionError as exc:
@@ -215,6 +215,8 @@ def _try_can(node: ast.Call, ctx: Context) -> Any:
     for arg in node.args:
         try:
             value = evaluate(arg, ctx)
+        except StaticConfigError:
+            raise
         except ConfigError:
             continue
         return True if node.name == "can" else value

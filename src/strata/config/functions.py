@@ -123,7 +123,8 @@ def _format(args: list[Any]) -> str:
         flags, width, prec = m.group("flags"), m.group("width") or "", m.group("prec")
         py_prec = f".{prec}" if prec is not None else ""
         if verb in "sv":
-            text = json.dumps(value) if isinstance(value, list | dict) else to_string(value, "format argument")
+            text = (_json(value) if isinstance(value, list | dict)
+                    else to_string(value, "format argument"))
             if prec is not None:
                 text = text[: int(prec)]
             return f"{text:{'<' if '-' in flags else '>'}{width}}" if width else text
@@ -158,6 +159,17 @@ def _py_flags(flags: str) -> str:
     if "0" in flags and "-" not in flags:
         out += "0"
     return out
+
+
+def _json(value: Any) -> str:
+    """JSON as Terraform's jsonencode writes it: compact, keys sorted, <, > and & escaped."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _split(separator: str, text: str) -> list[str]:
+    return list(text) if separator == "" else text.split(separator)
 
 
 def _replace(args: list[Any]) -> str:
@@ -297,6 +309,7 @@ def _range(args: list[Any]) -> list[int | float]:
     step: int | float = 1
     if len(nums) == 1:
         end = nums[0]
+        step = 1 if end >= 0 else -1
     else:
         start, end = nums[0], nums[1]
         step = nums[2] if len(nums) == 3 else (1 if end >= start else -1)
@@ -325,6 +338,12 @@ def _coalesce(args: list[Any]) -> Any:
         if value is not None and value != "":
             return value
     raise FunctionError("coalesce: no non-null, non-empty argument")
+
+
+def _toset(values: list[Any]) -> list[Any]:
+    unique = _distinct([values])
+    # Terraform orders a set of strings lexically; other element types keep first-seen order
+    return sorted(unique) if all(isinstance(v, str) for v in unique) else unique
 
 
 def _sort(args: list[Any]) -> list[str]:
@@ -462,7 +481,7 @@ FUNCTIONS: dict[str, Callable[[list[Any]], Any]] = {
     "replace": _replace,
     "format": _format,
     "join": _join,
-    "split": _two("split", lambda sep, s: to_string(s).split(to_string(sep))),
+    "split": _two("split", lambda sep, s: _split(to_string(sep), to_string(s))),
     "substr": _substr,
     "tostring": _one("tostring", lambda v: None if v is None else to_string(v)),
     "tonumber": _one("tonumber", lambda v: None if v is None else to_number(v)),
@@ -487,7 +506,7 @@ FUNCTIONS: dict[str, Callable[[list[Any]], Any]] = {
     "zipmap": _zipmap,
     "coalesce": _coalesce,
     "tolist": _one("tolist", lambda v: list(_list(v))),
-    "toset": _one("toset", lambda v: _distinct([v])),
+    "toset": _one("toset", lambda v: _toset(_list(v))),
     "tomap": _one("tomap", lambda v: dict(_map(v))),
     "alltrue": _one("alltrue", lambda lst: all(v is True for v in _list(lst))),
     "anytrue": _one("anytrue", lambda lst: any(v is True for v in _list(lst))),
@@ -503,7 +522,7 @@ FUNCTIONS: dict[str, Callable[[list[Any]], Any]] = {
     "cidrhost": _cidrhost,
     "cidrnetmask": _cidrnetmask,
     # encoding and hashing
-    "jsonencode": _one("jsonencode", lambda v: json.dumps(v, separators=(",", ":"), sort_keys=True)),
+    "jsonencode": _one("jsonencode", lambda v: _json(v)),
     "jsondecode": _jsondecode,
     "base64encode": _one("base64encode", lambda s: base64.b64encode(to_string(s).encode()).decode()),
     "base64decode": _one("base64decode", _b64decode),

@@ -37,6 +37,9 @@ def parse_text(text: str, file: str) -> ast.Body:
     try:
         tree = _lark_parser().parse(text)
     except UnexpectedInput as exc:
+        located = _locate_unbalanced(text)
+        if located is not None:
+            raise ConfigError(f"syntax error: {located[1]}", Source(file, located[0])) from None
         raise ConfigError(_syntax_message(exc, text), Source(file, exc.line if exc.line > 0 else 1)) from None
     return _Converter(file, text).body(tree.children[0])
 
@@ -47,16 +50,93 @@ def _syntax_message(exc: Any, text: str) -> str:
     if isinstance(exc, UnexpectedToken):
         token = exc.token
         found = "end of file" if token.type == "$END" else repr(str(token).strip() or str(token))
-        expected = sorted({_TOKEN_WORDS.get(e, e.lower()) for e in exc.expected if not e.startswith("__")})
-        hint = f"; expected {', '.join(expected[:6])}" if expected and len(expected) <= 6 else ""
-        if found.startswith("'\"") or token.type == "DBLQUOTE":
-            hint += " (is a string missing its closing quote?)"
+        names = {e for e in exc.expected if not e.startswith("__")}
+        hint = ""
+        if names and names <= _TOKEN_WORDS.keys() and len(names) <= 6:
+            hint = f"; expected {', '.join(sorted(_TOKEN_WORDS[e] for e in names))}"
+        if "EQ" in names:
+            hint += " (is the = between a name and its value missing?)"
+        elif "LBRACE" in names:
+            hint += " (a block needs { ... }; an attribute needs name = value)"
         return f"syntax error: unexpected {found}{hint}"
     if isinstance(exc, UnexpectedCharacters):
         return f"syntax error: unexpected character {exc.char!r}"
     if isinstance(exc, UnexpectedEOF):
         return "syntax error: unexpected end of file (is a block or bracket not closed?)"
     return f"syntax error: {exc}"
+
+
+_CLOSERS = {"{": "}", "[": "]", "(": ")", "${": "}"}
+_HEREDOC_START = re.compile(r"<<-?([A-Za-z][A-Za-z0-9._-]*)[ \t]*\r?\n")
+
+
+def _locate_unbalanced(text: str) -> tuple[int, str] | None:
+    """After a parse failure: the line and reason of an unclosed string or bracket, where it was opened.
+
+    The LALR parser only notices these at the end of the file or far below; Terraform, and users,
+    want the line where the string or block starts.
+    """
+    opened: list[tuple[str, int]] = []  # '"', '${', '{', '[', '(' with their line
+    i, n, line = 0, len(text), 1
+    while i < n:
+        c = text[i]
+        if opened and opened[-1][0] == '"':  # inside a quoted string
+            if c == "\\":
+                i += 2
+                continue
+            if c == "\n":
+                return opened[-1][1], 'this string is not closed: its closing quote (") is missing on this line'
+            if text.startswith(("$${", "%%{"), i):
+                i += 3
+                continue
+            if text.startswith(("${", "%{"), i):
+                opened.append(("${", line))
+                i += 2
+                continue
+            if c == '"':
+                opened.pop()
+            i += 1
+            continue
+        if c == "\n":
+            line += 1
+        elif c == "#" or text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            if end < 0:
+                return line, "this /* comment is never closed"
+            line += text.count("\n", i, end)
+            i = end + 2
+            continue
+        elif text.startswith("<<", i) and (m := _HEREDOC_START.match(text, i)):
+            marker = m.group(1)
+            closing = re.compile(rf"^[ \t]*{re.escape(marker)}[ \t]*\r?$", re.M).search(text, m.end())
+            if closing is None:
+                return line, f"this heredoc is never closed: add a line with {marker}"
+            line += text.count("\n", i, closing.end())
+            i = closing.end()
+            continue
+        elif c == '"':
+            opened.append(('"', line))
+        elif c in "{[(":
+            opened.append((c, line))
+        elif c in "}])":
+            if not opened:
+                return line, f"unexpected {c}: nothing is open here"
+            kind, start = opened[-1]
+            if c != _CLOSERS[kind]:
+                return line, f"unexpected {c}: the {kind} opened at line {start} must be closed first"
+            opened.pop()
+        i += 1
+    for kind, start in opened:
+        if kind == '"':
+            return start, 'this string is not closed: its closing quote (") is missing'
+    if opened:
+        kind, start = opened[0]
+        return start, f"this {kind} is never closed: add the missing {_CLOSERS[kind]}"
+    return None
 
 
 def _unescape(raw: str) -> str:

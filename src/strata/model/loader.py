@@ -8,8 +8,8 @@ only if something uses it, and cycles are reported with the chain that forms the
 
 from __future__ import annotations
 
-import os
 import posixpath
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,14 @@ from strata.config.evaluate import Context, Lazy, evaluate, object_key
 from strata.config.files import ConfigFile, DependencyDecl, decode
 from strata.config.functions import FunctionError, to_string, type_name
 from strata.config.settings import Settings, load_settings
-from strata.errors import ConfigError, Diagnostic, Source
+from strata.errors import ConfigError, Diagnostic, Source, StaticConfigError
 from strata.model import dimensions as dims
 from strata.model.repository import Repository
 from strata.model.stack import BackendConfig, Deferred, Dependency, Setting, Stack
 
 CONTEXT_NAMES = (*dims.DIMENSION_NAMES, "stack")
 FAILED: Any = object()  # what _StackBuilder.attempt returns when evaluation failed
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")  # Terraform's variable names
 STACK_CONTEXT = ("path", "name", "state_key")
 
 
@@ -35,9 +36,7 @@ def load(root: Path, cwd: Path | None = None, use_cache: bool = True) -> Reposit
     """Load every stack under ``root``; problems are collected in ``Repository.diagnostics``."""
     cwd = (cwd or Path.cwd()).resolve()
     root = root.resolve()
-    rel_root = os.path.relpath(root, cwd)
-    display_prefix = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
-    repo = Repository(root=root, display_prefix=display_prefix, settings=Settings())
+    repo = Repository(root=root, cwd=cwd, settings=Settings())
 
     directories = config_dirs(root)
     contents: list[tuple[str, bytes]] = []
@@ -45,10 +44,10 @@ def load(root: Path, cwd: Path | None = None, use_cache: bool = True) -> Reposit
         rel = f"{directory}/{CONFIG_NAME}" if directory else CONFIG_NAME
         path = root / rel
         try:
-            contents.append((display_prefix + rel, path.read_bytes()))
+            contents.append((repo.display(rel), path.read_bytes()))
         except OSError as exc:
-            contents.append((display_prefix + rel, b""))
-            repo.add(Diagnostic("error", f"cannot read: {exc.strerror}", Source(display_prefix + rel)))
+            contents.append((repo.display(rel), b""))
+            repo.add(Diagnostic("error", f"cannot read: {exc.strerror}", Source(repo.display(rel))))
 
     cache = ParseCache(root / ".strata" / "cache" / "parse.pickle" if use_cache else None)
     parsed = cache.parse_all(contents)
@@ -72,12 +71,14 @@ def load(root: Path, cwd: Path | None = None, use_cache: bool = True) -> Reposit
         for err in errors:
             repo.add(err.diagnostic())
 
+    repo.unreadable |= broken
     for directory in directories:
         stack_cfg = configs.get(directory)
         if stack_cfg is None or stack_cfg.stack is None:
             continue
         chain_dirs = [d for d in ancestors(directory) if d in configs or d in broken]
         if any(d in broken for d in chain_dirs):
+            repo.unreadable.add(directory)
             continue  # its syntax error is already reported; evaluating would only add noise
         chain = [configs[d] for d in chain_dirs]
         stack, problems = _StackBuilder(repo, directory, chain).build()
@@ -196,8 +197,8 @@ class _StackBuilder:
             hint = "; strata.hcl has no variables: use local.<name> or set inputs"
         elif name in dims.DIMENSION_NAMES:
             hint = f"; did you mean strata.{name}?"
-        raise ctx.error(f"unknown reference {node.text()!r}{hint} (use local.*, strata.* or "
-                        f"dependency.<name>.outputs.*)", node)
+        raise StaticConfigError(f"unknown reference {node.text()!r}{hint} (use local.*, strata.* or "
+                                f"dependency.<name>.outputs.*)", Source(ctx.file, node.line))
 
     def context(self, cfg: ConfigFile) -> Context:
         return Context(self, cfg.display, cfg.absdir, self.reads)
@@ -271,11 +272,11 @@ class _StackBuilder:
         name = self.attempt(self.stack_name)
         if name is not FAILED:
             stack.name = name
-            reason = dims.unsafe_name_reason(name)
-            if reason:
-                attr = own.stack.attributes.get("name")
+            attr = own.stack.attributes.get("name")
+            reason = dims.unsafe_name_reason(name) if attr is not None else None
+            if attr is not None and reason:
                 self.errors.append(ConfigError(f"stack name {name!r} is not safe in state paths: {reason}",
-                                               own.source(attr.line if attr else own.stack.line)))
+                                               own.source(attr.line)))
         self.attempt(self._describe, stack)
         for dim in dims.DIMENSION_NAMES:
             setting = self.attempt(self.dimension, dim)
@@ -443,7 +444,7 @@ class _StackBuilder:
                 for item in attr.expr.items:
                     key = item.key if isinstance(item.key, str) else self.attempt(
                         lambda k=item.key, c=ctx: object_key(evaluate(k, c), k, c))
-                    if key is FAILED:
+                    if key is FAILED or not self._input_name_ok(key, cfg, item.line):
                         continue
                     value = self._sourced(item.value, ctx, cfg, item.line, declared)
                     if value is not None:
@@ -462,8 +463,17 @@ class _StackBuilder:
                                                cfg.source(attr.line)))
                 continue
             for key, item_value in value.items():
-                merged[key] = _deep_merge(merged.get(key), Setting(item_value, cfg.source(attr.line)))
+                if self._input_name_ok(key, cfg, attr.line):
+                    merged[key] = _deep_merge(merged.get(key), Setting(item_value, cfg.source(attr.line)))
         return merged
+
+    def _input_name_ok(self, key: str, cfg: ConfigFile, line: int) -> bool:
+        if _VARIABLE_NAME.match(key):
+            return True
+        self.errors.append(ConfigError(
+            f"input {key!r} is not a valid Terraform variable name (letters, digits, _ and -, "
+            "not starting with a digit)", cfg.source(line)))
+        return False
 
     def _sourced(self, expr: ast.Expr, ctx: Context, cfg: ConfigFile, line: int,
                  declared: dict[str, Dependency]) -> Setting | None:
@@ -529,7 +539,11 @@ def default_state_key(path: str, values: dict[str, str | None]) -> str:
         parts += ["clients", client]
     elif layer:
         parts.append(layer)
-    rest = segments[segments.index(anchor) + 1:] if anchor and anchor in segments else segments
     taken = {v for v in (env, region, layer, client) if v}
+    if anchor and anchor in segments:
+        rest = segments[segments.index(anchor) + 1:]
+    else:  # no layer/client folder: what follows the deepest environment/region folder
+        marks = [i for i, s in enumerate(segments) if s in taken]
+        rest = segments[marks[-1] + 1:] if marks else segments
     parts += [s for s in rest if s not in taken and s not in dims.STRUCTURAL_FOLDERS]
     return "/".join([*parts, "terraform.tfstate"])

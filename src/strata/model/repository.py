@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,10 +16,13 @@ from strata.model.stack import Stack
 @dataclass
 class Repository:
     root: Path
-    display_prefix: str  # prepended to repository-relative paths in messages
+    cwd: Path  # paths in messages are relative to it
     settings: Settings
     stacks: dict[str, Stack] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # folders whose strata.hcl could not be read or parsed, and stacks below them that were not evaluated:
+    # what depends on them is not reported again as "not a stack"
+    unreadable: set[str] = field(default_factory=set)
     _seen: set[tuple[str, str, int, str]] = field(default_factory=set, repr=False)
 
     def add(self, diagnostic: Diagnostic) -> None:
@@ -42,8 +46,8 @@ class Repository:
         return StackGraph(self.stacks)
 
     def display(self, rel: str) -> str:
-        """A repository-relative path as shown to the user (relative to the working directory)."""
-        return f"{self.display_prefix}{rel}" if rel else (self.display_prefix.rstrip("/") or ".")
+        """A repository-relative path as shown to the user: relative to the working directory."""
+        return display_path(self.root, self.cwd, rel)
 
     def resolve_stack(self, arg: str, cwd: Path) -> Stack:
         """The stack named by ``arg``: a folder relative to the working directory or to the root."""
@@ -51,6 +55,12 @@ class Repository:
             if candidate in self.stacks:
                 return self.stacks[candidate]
         raise UsageError(f"no stack at {arg!r} (run `strata ls` to see the stacks)")
+
+
+def display_path(root: Path, cwd: Path, rel: str) -> str:
+    if cwd == root:
+        return rel or "."
+    return os.path.relpath(os.path.join(root, rel), cwd).replace(os.sep, "/")
 
 
 def _path_candidates(arg: str, root: Path, cwd: Path) -> list[str]:

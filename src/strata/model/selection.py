@@ -33,9 +33,8 @@ class Selection:
         out: list[Stack] = []
         for path in sorted(repo.stacks):
             stack = repo.stacks[path]
-            if prefixes and not any(_under(path, p) for p in prefixes):
-                continue
-            if globs and not any(fnmatch.fnmatchcase(path, g) for g in globs):
+            if (prefixes or globs) and not (any(_under(path, p) for p in prefixes)
+                                            or any(fnmatch.fnmatchcase(path, g) for g in globs)):
                 continue
             if not self._dimensions_match(stack):
                 continue
