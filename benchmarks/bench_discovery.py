@@ -11,7 +11,9 @@ table with the median and minimum wall time and the ratios to two baselines meas
 
 "Cold" deletes ``<repo>/.strata/cache`` (parse cache and the cached terraform version) before each
 run; "warm" runs with the cache left by the previous run. The operating system's file cache is warm
-in both. The goals come from the issue: <= 2 s cold, <= 0.5 s warm, on a 2-core machine.
+in both. Commands are timed in rounds (every command once per round, after one untimed round), so a
+change in the machine's load touches every row alike. The goals come from the issue: <= 2 s cold,
+<= 0.5 s warm, on a 2-core machine.
 
     .venv/bin/python benchmarks/bench_discovery.py [--repeat 5] [--markdown FILE]
 """
@@ -60,7 +62,6 @@ class Case:
     argv: list[str]
     goal: float | None = None
     prepare: Callable[[], None] | None = None  # run before every timed run, not timed
-    warmup: bool = True  # one untimed run first (bytecode, OS file cache, and strata's cache for warm cases)
     baseline: bool = False
     times: list[float] = field(default_factory=list)
 
@@ -166,6 +167,13 @@ def load_average() -> str:
 def tool_versions(cli: list[str], env: dict[str, str], terraform: str | None) -> dict[str, str]:
     out = {"strata": subprocess.run([*cli, "--version"], env=env, capture_output=True, text=True,
                                     check=False).stdout.strip()}
+    try:
+        commit = subprocess.run(["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    if commit:
+        out["strata"] += f" (commit {commit})"
     if terraform:
         proc = subprocess.run([terraform, "version", "-json"], env={**env, "CHECKPOINT_DISABLE": "1"},
                               capture_output=True, text=True, check=False)
@@ -196,13 +204,22 @@ def build_cases(cli: list[str], repo: Path) -> list[Case]:
 
 
 def measure(cases: list[Case], repeat: int, env: dict[str, str], cwd: Path) -> None:
-    for case in cases:
-        if case.warmup:
-            run_once(case.argv, env, cwd)
-        for _ in range(repeat):
+    """One untimed round, then ``repeat`` timed rounds of every case in turn.
+
+    Rounds (rather than all runs of one case, then the next) spread any change in the machine's load
+    over every case alike. In a round, each warm case follows a run that left the cache it needs: the
+    cold ``ls`` writes the parse cache, the cold ``validate`` also the cached terraform version.
+    """
+    for round_ in range(repeat + 1):
+        for case in cases:
             if case.prepare:
                 case.prepare()
-            case.times.append(run_once(case.argv, env, cwd))
+            elapsed = run_once(case.argv, env, cwd)
+            if round_:
+                case.times.append(elapsed)
+        if round_:
+            print(f"  round {round_}/{repeat}: " + ", ".join(f"{c.times[-1]:.2f}" for c in cases), file=sys.stderr)
+    for case in cases:
         print(f"  {case.label:<36} median {case.median:7.3f} s  min {case.best:7.3f} s", file=sys.stderr)
 
 

@@ -376,8 +376,8 @@ def test_backend_settings_accepted_offline(strata: Strata, terraform_binary: str
 
 def test_azurerm_setting_newer_than_terraform_103(strata: Strata, tf_103: str, provider_mirror: dict[str, str],
                                                   tmp_path: Path) -> None:
-    """``use_cli`` (azurerm, Terraform >= 1.2) must not reach 1.0.3 unannounced: either strata validate
-    reports it, or the generated configuration is one 1.0.3 accepts."""
+    """``use_cli`` (an azurerm setting Terraform 1.0.3 does not know) must not reach it unannounced:
+    either strata validate reports it, or the generated configuration is one 1.0.3 accepts."""
     stack, backend, extra_env, _ = OFFLINE_BACKENDS["azurerm"]
     repo = make_repo(tmp_path / "repo", backend.replace("{\n", "{\n  use_cli = false\n", 1), (stack,))
     validate = strata("validate", cwd=repo, env={"STRATA_TERRAFORM": tf_103})

@@ -328,3 +328,16 @@ def test_versions() -> None:
     assert (1, 9, 9) < (1, 10, 0)  # versions compare as numbers, not strings
     with pytest.raises(ValueError, match="not a version"):
         parse_version("dev")
+
+
+@pytest.mark.parametrize("backend_name, setting", [("azurerm", "use_cli"), ("azurerm", "lookup_blob_endpoint"),
+                                                    ("gcs", "kms_encryption_key")])
+def test_settings_older_terraform_refuses_are_problems_for_that_version_only(backend_name: str, setting: str) -> None:
+    backend = get_backend(backend_name)
+    assert backend is not None
+    base = {"storage_account_name": "a", "container_name": "c", "key": "k", "bucket": "b", "prefix": "p"}
+    values = {k: v for k, v in base.items() if k in backend.attributes} | {setting: "x"}
+    old = [p for p in backend.check(values, (1, 0, 3)) if p.attribute == setting]
+    assert old and old[0].severity == "error" and "1.0.3" in old[0].message
+    assert not [p for p in backend.check(values, (1, 11, 4)) if p.attribute == setting]
+    assert not [p for p in backend.check(values, None) if p.attribute == setting]

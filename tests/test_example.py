@@ -295,7 +295,7 @@ def test_render_client_inherits_the_shared_client_config(strata: Strata, example
 def test_render_text_names_files_and_lines(strata: Strata, example: Path) -> None:
     text = ok(strata("render", PLATFORM, cwd=example)).stdout
     assert f"stack {PLATFORM}" in text
-    assert re.search(r"environment\s+=\s+\"production\"\s+production/strata\.hcl:\d+", text)
+    assert re.search(r"environment\s+=\s+\"production\"\s+# production/strata\.hcl:\d+", text)
     assert re.search(r"vpc_id\s+=\s+dependency\.foundation\.outputs\.vpc_id", text)
 
 

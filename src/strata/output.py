@@ -59,13 +59,14 @@ def print_diagnostics(diagnostics: Iterable[Diagnostic], stream: TextIO | None =
     return errors, warnings
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell; empty columns are kept so the layout is stable."""
-    widths = [len(h) for h in headers]
+def table(headers: Sequence[str] | None, rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; with ``headers=None`` only the rows are printed."""
+    columns = len(headers) if headers is not None else max((len(r) for r in rows), default=0)
+    widths = [len(h) for h in headers] if headers is not None else [0] * columns
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
+    lines = [] if headers is None else ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
     for row in rows:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     return "\n".join(lines)

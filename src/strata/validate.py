@@ -201,15 +201,15 @@ def _storage_sharing(repo: Repository, version: Version | None) -> list[Diagnost
     ]
 
 
-def _cidr_leaves(name: str, setting: Setting, patterns: tuple[str, ...],
+def _cidr_leaves(name: str, setting: Setting, pattern: re.Pattern[str],
                  matched: bool = False) -> list[tuple[str, Any, Source]]:
     """(input path, value, source) for every input leaf whose name matches a CIDR pattern."""
     leaf_name = name.rsplit(".", 1)[-1]
-    is_cidr = matched or any(fnmatch.fnmatchcase(leaf_name.lower(), p.lower()) for p in patterns)
+    is_cidr = matched or pattern.match(leaf_name.lower()) is not None
     if setting.children is not None:
         out: list[tuple[str, Any, Source]] = []
         for key, child in setting.children.items():
-            out.extend(_cidr_leaves(f"{name}.{key}", child, patterns, is_cidr))
+            out.extend(_cidr_leaves(f"{name}.{key}", child, pattern, is_cidr))
         return out
     return [(name, setting.value, setting.source)] if is_cidr else []
 
@@ -218,13 +218,14 @@ def _cidrs(repo: Repository, version: Version | None) -> list[Diagnostic]:
     patterns = repo.settings.cidr_inputs
     if not patterns:
         return []
+    pattern = re.compile("|".join(f"(?:{fnmatch.translate(p.lower())})" for p in patterns))
     out: list[Diagnostic] = []
     scopes: dict[tuple[Any, ...], list[tuple[Network, str, str, Source]]] = defaultdict(list)
     for path in sorted(repo.stacks):
         stack = repo.stacks[path]
         scope = tuple(stack.dimension(d) for d in repo.settings.network_scope)
         for name, setting in stack.inputs.items():
-            for input_path, value, source in _cidr_leaves(name, setting, patterns):
+            for input_path, value, source in _cidr_leaves(name, setting, pattern):
                 values = value if isinstance(value, list) else [value]
                 for item in values:
                     if not isinstance(item, str):

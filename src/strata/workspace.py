@@ -33,9 +33,20 @@ class Workspace:
     def repository(self) -> Repository:
         """The loaded repository (once per run)."""
         if self._repo is None:
+            import gc
+
             from strata.model.loader import load
 
-            self._repo = load(self.root, self.cwd)
+            # A large repository is a few hundred thousand small objects that live until the command
+            # ends. The cyclic collector would scan them again and again while they are built, and once
+            # more at exit (over half the run time at 1,200 stacks): build them with it off, then move
+            # them out of its reach. Memory is unaffected: they are all still in use.
+            gc.disable()
+            try:
+                self._repo = load(self.root, self.cwd)
+            finally:
+                gc.freeze()
+                gc.enable()
         return self._repo
 
     def terraform(self) -> TerraformBinary:

@@ -19,6 +19,15 @@ class AzurermBackend(Backend):
         "snapshot", "lookup_blob_endpoint", "ado_pipeline_service_connection_id", "use_aks_workload_identity",
     })
     required = ("storage_account_name", "container_name", "key")
+    # Terraform 1.0.3 refuses these (checked with the real binary); OIDC arrived in 1.2 and
+    # lookup_blob_endpoint in 1.11; for the others 1.1.0 is a lower bound.
+    since = {
+        "use_oidc": (1, 2, 0), "oidc_token": (1, 2, 0), "oidc_token_file_path": (1, 2, 0),
+        "oidc_request_url": (1, 2, 0), "oidc_request_token": (1, 2, 0),
+        "use_cli": (1, 1, 0), "client_id_file_path": (1, 1, 0), "client_secret_file_path": (1, 1, 0),
+        "use_aks_workload_identity": (1, 1, 0), "ado_pipeline_service_connection_id": (1, 1, 0),
+        "lookup_blob_endpoint": (1, 11, 0),
+    }
     key_attribute = "key"
 
     def location(self, values: dict[str, Any], stack_path: str) -> tuple[Any, ...]:

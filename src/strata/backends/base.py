@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from strata.terraform.version import Version
+from strata.terraform.version import Version, format_version
 
 _FLAGS = frozenset({"encrypt", "use_lockfile", "use_path_style", "force_path_style", "use_azuread_auth", "use_oidc"})
 
@@ -31,6 +31,11 @@ class Backend:
     required: ClassVar[tuple[str, ...]] = ()
     key_attribute: ClassVar[str]  # where the state key goes by default
     cloud: ClassVar[str | None] = None
+    # Settings that older Terraform releases refuse ("An argument named ... is not expected here"):
+    # setting -> first release known to accept it. Where the exact release is not known, the value is a
+    # lower bound (a release that certainly refuses it is below it), so strata never refuses a setting
+    # that the Terraform in use accepts.
+    since: ClassVar[dict[str, Version]] = {}
 
     def default_settings(self, state_key: str, stack_path: str, state_dir: str) -> dict[str, Any]:
         """Settings strata fills in when the configuration leaves them out (the state key)."""
@@ -40,6 +45,13 @@ class Backend:
         """Problems with ``values``; ``version`` is the Terraform version when known."""
         problems = [Problem(f"needs {name!r}, which is required") for name in self.required
                     if values.get(name) in (None, "")]
+        if version is not None:
+            for name in sorted(values):
+                first = self.since.get(name)
+                if first is not None and values[name] is not None and version < first:
+                    problems.append(Problem(
+                        f"{name} is not supported by Terraform {format_version(version)} (it needs "
+                        f"{format_version(first)} or later); remove it or use a newer Terraform", name))
         for name, value in values.items():
             if value is None:
                 continue

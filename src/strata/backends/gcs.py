@@ -16,6 +16,8 @@ class GcsBackend(Backend):
         "storage_custom_endpoint",
     })
     required = ("bucket", "prefix")
+    # Terraform 1.0.3 refuses these (checked with the real binary); 1.1.0 is a lower bound.
+    since = {"kms_encryption_key": (1, 1, 0), "storage_custom_endpoint": (1, 1, 0)}
     key_attribute = "prefix"
 
     def default_settings(self, state_key: str, stack_path: str, state_dir: str) -> dict[str, Any]:

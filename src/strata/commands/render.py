@@ -43,17 +43,19 @@ def run(ws: Workspace, stack_arg: str, *, as_json: bool) -> int:
 
 
 def _section(title: str, settings: dict[str, Setting], prefix: str = "", always: bool = False) -> None:
-    rows = [[f"  {prefix}{name}", "=", _text(value), str(source)] for name, value, source in _flatten(settings)]
-    if not rows and not always:
+    """``name = value  # file:line`` lines, the ``=`` aligned, like the HCL the values came from."""
+    entries = [(f"{prefix}{name}", _text(value), str(source)) for name, value, source in _flatten(settings)]
+    if not entries and not always:
         return
     out("")
     out(title)
-    if rows:
-        out(_rows(rows))
+    width = max((len(name) for name, _, _ in entries), default=0)
+    for name, text, source in entries:
+        out(f"  {name.ljust(width)} = {text}  # {source}")
 
 
 def _rows(rows: list[list[str]]) -> str:
-    return table(["" for _ in rows[0]], rows).split("\n", 1)[1]
+    return table(None, rows)
 
 
 def _flatten(settings: dict[str, Setting], prefix: str = "") -> list[tuple[str, Any, Any]]:
@@ -69,7 +71,7 @@ def _flatten(settings: dict[str, Setting], prefix: str = "") -> list[tuple[str, 
 
 def _text(value: Any) -> str:
     if isinstance(value, Deferred):
-        return repr(value) + "  (read when the stack runs)"
+        return f"{value!r} (read when the stack runs)"
     return json.dumps(value, default=repr)
 
 

@@ -42,6 +42,7 @@ class ObjectItem:
     key: str | Expr  # a plain name/string, or an expression in parentheses
     value: Expr
     line: int
+    reads_dependency: bool = False  # the value reads dependency.* (found once, when parsed)
 
 
 @dataclass(slots=True)
@@ -145,6 +146,7 @@ class Attribute:
     name: str
     expr: Expr
     line: int
+    reads_dependency: bool = False  # the value reads dependency.* (found once, when parsed)
 
 
 @dataclass(slots=True)

@@ -20,10 +20,23 @@ from strata.config import ast
 from strata.config.parse import parse_text
 from strata.errors import ConfigError, Source
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 PARALLEL_THRESHOLD = 150  # below this many uncached files, a process pool costs more than it saves
 
 ParseResult = ast.Body | ConfigError
+
+
+def _format_key() -> tuple[object, ...]:
+    """Trees from another strata, or from an edited parser (an editable install), are never reused."""
+    here = Path(__file__).parent
+    stamps = []
+    for name in ("ast.py", "parse.py"):
+        try:
+            st = (here / name).stat()
+            stamps.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            stamps.append((0, 0))
+    return (CACHE_FORMAT, __version__, *stamps)
 
 
 def digest(data: bytes) -> bytes:
@@ -47,7 +60,7 @@ class ParseCache:
                 data = pickle.load(handle)
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
             return
-        if isinstance(data, dict) and data.get("format") == (CACHE_FORMAT, __version__):
+        if isinstance(data, dict) and data.get("format") == _format_key():
             entries = data.get("entries")
             if isinstance(entries, dict):
                 self.entries = entries
@@ -83,7 +96,7 @@ class ParseCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".parse-", suffix=".tmp")
             with os.fdopen(fd, "wb") as handle:
-                pickle.dump({"format": (CACHE_FORMAT, __version__), "entries": self.used}, handle,
+                pickle.dump({"format": _format_key(), "entries": self.used}, handle,
                             protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, self.path)
         except OSError:

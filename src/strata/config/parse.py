@@ -7,6 +7,7 @@ turns expressions back into strings, so strata walks the Lark tree itself and bu
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -22,10 +23,19 @@ _TOKEN_WORDS = {
 }
 
 
+@functools.lru_cache(maxsize=1)
 def _lark_parser() -> Any:
-    from hcl2.parser import parser
+    """python-hcl2's grammar and post-lexer, without position propagation.
 
-    return parser()
+    Positions on every tree node cost about 40% of the parse time; the tokens keep their lines,
+    which is all strata needs (a node's line is the line of its first token).
+    """
+    import hcl2.parser
+    from hcl2.postlexer import PostLexer
+    from lark import Lark
+
+    return Lark.open("hcl2.lark", rel_to=hcl2.parser.__file__, parser="lalr", propagate_positions=False,
+                     postlex=PostLexer(), cache=True)
 
 
 def parse_text(text: str, file: str) -> ast.Body:
@@ -168,9 +178,11 @@ class _Converter:
         return ConfigError(message, Source(self.file, line))
 
     def line(self, node: Any) -> int:
-        if _is_tree(node):
-            meta = node.meta
-            return int(getattr(meta, "line", 0) or 0) + self.line_offset
+        """The line of the first token under ``node``."""
+        while _is_tree(node):
+            if not node.children:
+                return 0
+            node = node.children[0]
         return int(getattr(node, "line", 0) or 0) + self.line_offset
 
     # -- structure ---------------------------------------------------------------------------------
@@ -190,7 +202,8 @@ class _Converter:
                         f"attribute {name!r} is set twice in this block (first at line {seen[name]})", line
                     )
                 seen[name] = line
-                attributes.append(ast.Attribute(name, self.expr(child.children[2]), line))
+                expr = self.expr(child.children[2])
+                attributes.append(ast.Attribute(name, expr, line, bool(ast.traversals(expr, "dependency"))))
             elif child.data == "block":
                 blocks.append(self.block(child))
         return ast.Body(attributes, blocks)
@@ -354,7 +367,8 @@ class _Converter:
                 continue
             key_tree = elem.children[0].children[0]
             value = self.expr(elem.children[2])
-            items.append(ast.ObjectItem(self.object_key(key_tree), value, self.line(elem)))
+            items.append(ast.ObjectItem(self.object_key(key_tree), value, self.line(elem),
+                                        bool(ast.traversals(value, "dependency"))))
         return ast.ObjectExpr(items, self.line(tree))
 
     def object_key(self, key_tree: Any) -> str | ast.Expr:

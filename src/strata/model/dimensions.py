@@ -13,6 +13,7 @@ The first matching folder from the repository root down is used.
 
 from __future__ import annotations
 
+import functools
 import re
 
 DIMENSION_NAMES = ("cloud", "account_id", "environment", "region", "layer", "client")
@@ -69,6 +70,7 @@ def layer_sort_key(layer: str) -> tuple[int, str]:
     return (int(m.group(1)) if m else 1_000_000, layer)
 
 
+@functools.lru_cache(maxsize=4096)
 def unsafe_name_reason(value: str) -> str | None:
     """Why ``value`` cannot be used in state paths and backend names, or None when it is safe."""
     if value == "":

@@ -446,11 +446,11 @@ class _StackBuilder:
                         lambda k=item.key, c=ctx: object_key(evaluate(k, c), k, c))
                     if key is FAILED or not self._input_name_ok(key, cfg, item.line):
                         continue
-                    value = self._sourced(item.value, ctx, cfg, item.line, declared)
+                    value = self._sourced(item.value, ctx, cfg, item.line, declared, item.reads_dependency)
                     if value is not None:
                         merged[key] = _deep_merge(merged.get(key), value)
                 continue
-            if ast.traversals(attr.expr, "dependency"):
+            if attr.reads_dependency:
                 self.errors.append(ConfigError(
                     "inputs that read dependency outputs must be written as an object: inputs = { ... }",
                     cfg.source(attr.line)))
@@ -476,16 +476,16 @@ class _StackBuilder:
         return False
 
     def _sourced(self, expr: ast.Expr, ctx: Context, cfg: ConfigFile, line: int,
-                 declared: dict[str, Dependency]) -> Setting | None:
+                 declared: dict[str, Dependency], reads_dependency: bool) -> Setting | None:
         source = cfg.source(line)
         if isinstance(expr, ast.ObjectExpr) and all(isinstance(i.key, str) for i in expr.items):
             children: dict[str, Setting] = {}
             for item in expr.items:
-                child = self._sourced(item.value, ctx, cfg, item.line, declared)
+                child = self._sourced(item.value, ctx, cfg, item.line, declared, item.reads_dependency)
                 if child is not None:
                     children[str(item.key)] = child
             return Setting(None, source, children)
-        refs = ast.traversals(expr, "dependency")
+        refs = ast.traversals(expr, "dependency") if reads_dependency else []
         if not refs:
             value = self.attempt(evaluate, expr, ctx)
             return None if value is FAILED else Setting(value, source)
