@@ -49,7 +49,7 @@ def inputs_text(stack: Stack, resolved: dict[str, object] | None = None) -> str:
     for name, setting in stack.inputs.items():
         if name in resolved:
             static[name] = resolved[name]
-        elif _has_deferred(setting):
+        elif setting.has_deferred():
             deferred.append(f"#   {name} = {_describe(setting)}\n")
         else:
             static[name] = setting.plain()
@@ -59,12 +59,6 @@ def inputs_text(stack: Stack, resolved: dict[str, object] | None = None) -> str:
     if static:
         text += "\n" + attributes(static)
     return text
-
-
-def _has_deferred(setting: Setting) -> bool:
-    if setting.children is not None:
-        return any(_has_deferred(c) for c in setting.children.values())
-    return isinstance(setting.value, Deferred)
 
 
 def _describe(setting: Setting) -> str:

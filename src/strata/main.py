@@ -143,6 +143,110 @@ def validate_command(ws: Any, /, strict: bool, as_json: bool) -> int:
     return validate.run(ws, strict=strict, as_json=as_json)
 
 
+def run_options(fn: F) -> F:
+    """Options of every command that runs terraform across stacks."""
+    options = [
+        click.option("-j", "--parallelism", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Stacks run at once (default: the number of CPUs)."),
+        click.option("--fail-fast", is_flag=True, help="Start nothing new after the first failure."),
+        click.option("--include-dependencies", is_flag=True, help="Also run what the selected stacks depend on."),
+        click.option("--include-dependents", is_flag=True, help="Also run what depends on the selected stacks."),
+        click.option("--lock-timeout", default="0s", show_default=True, metavar="DURATION",
+                     help="How long terraform waits for a state lock held by someone else."),
+        click.option("--json", "json_report", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+                     help="Also write the run report as JSON to FILE."),
+        click.option("-q", "--quiet", is_flag=True, help="Without a terminal: print only start/finish lines."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None = None, **extra: Any) -> int:
+    from strata.commands import run
+    from strata.run.engine import RunOptions
+
+    options = RunOptions(
+        command=command, parallelism=kwargs.pop("parallelism") or os.cpu_count() or 1, args=args or [],
+        fail_fast=kwargs.pop("fail_fast"), lock_timeout=kwargs.pop("lock_timeout"),
+        save_plans=extra.pop("save_plans", False), saved_plans=extra.pop("saved_plans", False),
+    )
+    return run.run(ws, _selection(kwargs), options, include_dependencies=kwargs.pop("include_dependencies"),
+                   include_dependents=kwargs.pop("include_dependents"), json_report=kwargs.pop("json_report"),
+                   quiet=kwargs.pop("quiet"), **extra)
+
+
+@cli.command("plan")
+@selection_options
+@run_options
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when a stack has changes (and none failed).")
+@click.option("--out", "save_plans", is_flag=True, help="Keep one plan file per stack for `strata apply --plan`.")
+@click.pass_obj
+def plan_command(ws: Any, /, detailed_exitcode: bool, save_plans: bool, **kwargs: Any) -> int:
+    """Plan the selected stacks in dependency order."""
+    return _run(ws, "plan", kwargs, detailed_exitcode=detailed_exitcode, save_plans=save_plans)
+
+
+@cli.command("apply")
+@selection_options
+@run_options
+@click.option("--plan", "saved_plans", is_flag=True, help="Apply the plans saved by `strata plan --out`.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def apply_command(ws: Any, /, saved_plans: bool, yes: bool, **kwargs: Any) -> int:
+    """Apply the selected stacks in dependency order."""
+    return _run(ws, "apply", kwargs, saved_plans=saved_plans, yes=yes)
+
+
+@cli.command("destroy")
+@selection_options
+@run_options
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def destroy_command(ws: Any, /, yes: bool, **kwargs: Any) -> int:
+    """Destroy the selected stacks, dependents first."""
+    return _run(ws, "destroy", kwargs, yes=yes)
+
+
+@cli.command("init")
+@selection_options
+@run_options
+@click.pass_obj
+def init_command(ws: Any, /, **kwargs: Any) -> int:
+    """Run terraform init in the selected stacks (strata also does it by itself when needed)."""
+    return _run(ws, "init", kwargs)
+
+
+@cli.command("refresh")
+@selection_options
+@run_options
+@click.pass_obj
+def refresh_command(ws: Any, /, **kwargs: Any) -> int:
+    """Update the state of the selected stacks from the real infrastructure."""
+    return _run(ws, "refresh", kwargs)
+
+
+@cli.command("run", context_settings={"ignore_unknown_options": True})
+@selection_options
+@run_options
+@click.argument("terraform_args", nargs=-1, type=click.UNPROCESSED, required=True, metavar="-- TERRAFORM_ARGS...")
+@click.pass_obj
+def run_command(ws: Any, /, terraform_args: tuple[str, ...], **kwargs: Any) -> int:
+    """Run any terraform command in the selected stacks: strata run production -- state list."""
+    return _run(ws, "run", kwargs, args=list(terraform_args))
+
+
+@cli.command("output")
+@selection_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (values not redacted).")
+@click.pass_obj
+def output_command(ws: Any, /, as_json: bool, **kwargs: Any) -> int:
+    """Show the outputs of the selected stacks, read from their state."""
+    from strata.commands import output
+
+    return output.run(ws, _selection(kwargs), as_json=as_json)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point: one place that turns errors into messages and exit codes."""
     code = EXIT_ERROR

@@ -9,6 +9,7 @@ reading, writing and locking to the same interface, one module per type.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from strata.terraform.version import Version, format_version
@@ -75,3 +76,11 @@ class Backend:
     def encryption_problem(self, values: dict[str, Any]) -> str | None:
         """Why the state is not encrypted at rest (or in transit), or None when it is."""
         return None
+
+    def read_state(self, values: dict[str, Any], stack_dir: Path) -> bytes | None:
+        """The stack's current state, read straight from the backend (no terraform, no init).
+
+        None when the stack has no state yet. Backends that cannot be read directly raise
+        NotImplementedError, and callers fall back to ``terraform output -json``.
+        """
+        raise NotImplementedError

@@ -7,6 +7,7 @@ This is strata's embedded default: with no cloud at all, every stack still gets 
 from __future__ import annotations
 
 import posixpath
+from pathlib import Path
 from typing import Any
 
 from strata.backends.base import Backend, Problem
@@ -36,6 +37,14 @@ class LocalBackend(Backend):
 
     def encryption_problem(self, values: dict[str, Any]) -> str | None:
         return "local state files are not encrypted"
+
+    def read_state(self, values: dict[str, Any], stack_dir: Path) -> bytes | None:
+        path = stack_dir / str(values.get("path", "terraform.tfstate"))
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return data or None
 
 
 BACKEND = LocalBackend()

@@ -547,3 +547,29 @@ def default_state_key(path: str, values: dict[str, str | None]) -> str:
         rest = segments[marks[-1] + 1:] if marks else segments
     parts += [s for s in rest if s not in taken and s not in dims.STRUCTURAL_FOLDERS]
     return "/".join([*parts, "terraform.tfstate"])
+
+
+def resolve_inputs(stack: Stack, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The inputs of ``stack`` that read dependency outputs, evaluated with ``outputs``.
+
+    ``outputs`` maps a dependency's name to its output values (real ones, or its mock_outputs).
+    Raises ConfigError (with file:line) when an expression reads an output that is not there.
+    """
+    scope_outputs = {name: {"outputs": values} for name, values in outputs.items()}
+    return {name: _resolve(setting, scope_outputs) for name, setting in stack.inputs.items()
+            if setting.has_deferred()}
+
+
+def _resolve(setting: Setting, scope_outputs: dict[str, dict[str, Any]]) -> Any:
+    if setting.children is not None:
+        return {key: _resolve(child, scope_outputs) for key, child in setting.children.items()}
+    value = setting.value
+    if not isinstance(value, Deferred):
+        return value
+    builder = value.ctx.scope
+    assert isinstance(builder, _StackBuilder)
+    builder.dependency_outputs = scope_outputs
+    try:
+        return evaluate(value.expr, value.ctx)
+    finally:
+        builder.dependency_outputs = None

@@ -18,6 +18,12 @@ class Setting:
     source: Source
     children: dict[str, Setting] | None = None
 
+    def has_deferred(self) -> bool:
+        """Whether some part of the value reads dependency outputs."""
+        if self.children is not None:
+            return any(c.has_deferred() for c in self.children.values())
+        return isinstance(self.value, Deferred)
+
     def plain(self) -> Any:
         """The value without provenance (deferred dependency outputs stay as :class:`Deferred`)."""
         if self.children is not None:

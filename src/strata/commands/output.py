@@ -1,0 +1,33 @@
+"""strata output: the outputs of the selected stacks, read from their state (no terraform run)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from strata.commands.run import select
+from strata.model.selection import Selection
+from strata.output import out, print_json
+from strata.run.outputs import OutputReader
+from strata.workspace import Workspace
+
+
+def run(ws: Workspace, selection: Selection, *, as_json: bool) -> int:
+    repo = ws.repository()
+    repo.require_valid()
+    stacks = select(ws, repo, selection, dependencies=False, dependents=False)
+    reader = OutputReader(repo.root)
+    result: dict[str, dict[str, Any] | None] = {}
+    for stack in stacks:
+        result[stack.path] = reader.outputs(stack)
+    if as_json:
+        print_json({path: outputs for path, outputs in result.items()})
+        return 0
+    for path, outputs in result.items():
+        if outputs is None:
+            out(f"{path}: (no state)")
+            continue
+        for name, entry in sorted(outputs.items()):
+            value = "(sensitive)" if entry.get("sensitive") else json.dumps(entry.get("value"))
+            out(f"{path}: {name} = {value}")
+    return 0

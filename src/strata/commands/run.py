@@ -1,0 +1,82 @@
+"""strata plan | apply | destroy | init | refresh | run: terraform over the selected stacks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from strata import generate as gen
+from strata.errors import ProblemsFound, UsageError
+from strata.model.repository import Repository
+from strata.model.selection import Selection
+from strata.model.stack import Stack
+from strata.output import color_enabled, err
+from strata.run import report as reporting
+from strata.run.display import Display, LiveView, PrefixedLines
+from strata.run.engine import Runner, RunOptions
+from strata.validate import validate
+from strata.workspace import Workspace
+
+
+def select(ws: Workspace, repo: Repository, selection: Selection, *, dependencies: bool,
+           dependents: bool) -> list[Stack]:
+    chosen = {s.path for s in selection.apply(repo, ws.cwd)}
+    if dependencies or dependents:
+        chosen = repo.graph.closure(chosen, dependencies=dependencies, dependents=dependents)
+    return [repo.stacks[p] for p in sorted(chosen)]
+
+
+def prepare(ws: Workspace, repo: Repository, stacks: list[Stack]) -> None:
+    """Refuse a configuration validate rejects; write the generated files of the stacks and their dependencies."""
+    version = ws.terraform().version
+    errors = [d for d in validate(repo, version) if d.severity == "error"]
+    if errors:
+        raise ProblemsFound(errors)
+    needed = repo.graph.closure({s.path for s in stacks}, dependencies=True)
+    files = gen.plan_files(repo, [repo.stacks[p] for p in sorted(needed)], version)
+    conflicts = gen.conflicts(files)
+    if conflicts:
+        raise ProblemsFound(conflicts)
+    gen.write_files(files)
+
+
+def confirm(command: str, stacks: list[Stack], yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{command} changes infrastructure in {len(stacks)} stack(s): pass --yes to confirm "
+                         "(there is no terminal to ask)")
+    answer = input(f"{command} {len(stacks)} stack(s)? Type 'yes' to go on: ")
+    if answer.strip() != "yes":
+        raise UsageError(f"{command} cancelled")
+
+
+def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dependencies: bool = False,
+        include_dependents: bool = False, yes: bool = False, detailed_exitcode: bool = False,
+        json_report: Path | None = None, quiet: bool = False) -> int:
+    repo = ws.repository()
+    repo.require_valid()
+    stacks = select(ws, repo, selection, dependencies=include_dependencies, dependents=include_dependents)
+    if not stacks:
+        err("no stacks selected")
+        return 0
+    binary = ws.terraform()
+    prepare(ws, repo, stacks)
+    if options.command in ("apply", "destroy") and not options.saved_plans:
+        confirm(options.command, stacks, yes)
+    display: Display
+    if sys.stderr.isatty() and color_enabled(sys.stderr) and not os.environ.get("STRATA_NO_LIVE"):
+        display = LiveView(len(stacks))
+    else:
+        display = PrefixedLines(quiet=quiet)
+    runner = Runner(repo, binary, options, display)
+    try:
+        result = runner.execute(stacks)
+    finally:
+        display.close()
+    code = reporting.exit_code(result, detailed_exitcode)
+    reporting.print_summary(result)
+    if json_report is not None:
+        reporting.write_json(result, code, json_report)
+    return code

@@ -1,0 +1,1 @@
+"""Running terraform over the stack graph: plan of work, execution, outputs between stacks, report."""

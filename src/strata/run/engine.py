@@ -1,0 +1,333 @@
+"""Run a terraform command over the selected stacks, in dependency order, in parallel.
+
+For each stack: read the outputs of its dependencies from their state (mocks only where the command
+allows them), pass the inputs that read them as TF_VAR_* variables, run ``terraform init`` only when
+the stack's code, lock file or backend changed since the last init, then the command itself. Every
+line terraform prints goes to the stack's log file under ``.strata/logs/<run>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from strata.errors import ConfigError, StrataError
+from strata.model.loader import resolve_inputs
+from strata.model.repository import Repository
+from strata.model.stack import Stack
+from strata.run.display import Display
+from strata.run.outputs import OutputReader
+from strata.scheduler import CHANGES, FAILED, INTERRUPTED, OK, Outcome, Scheduler
+from strata.terraform import commands as tf
+from strata.terraform.binary import TerraformBinary
+from strata.terraform.hclwrite import hcl_value
+from strata.terraform.process import ProcessGroup, run
+from strata.terraform.providers import ProviderStore
+
+# Commands that may use a dependency's mock_outputs when it has no state yet. Never apply or refresh:
+# their results would be written to state from values that do not exist.
+MOCKS_ALLOWED = frozenset({"plan", "validate", "destroy"})
+NO_INPUTS = frozenset({"init", "validate"})  # terraform does not read variables for these
+INIT_STAMP = "strata-init.sha256"
+
+
+@dataclass(slots=True)
+class RunOptions:
+    command: str  # init | validate | plan | apply | destroy | refresh | run
+    parallelism: int
+    args: list[str] = field(default_factory=list)  # for `strata run -- ...`
+    fail_fast: bool = False
+    lock_timeout: str = "0s"
+    save_plans: bool = False  # plan --out
+    saved_plans: bool = False  # apply --plan
+
+    @property
+    def reverse(self) -> bool:
+        return self.command == "destroy" or (self.command == "run" and self.args[:1] == ["destroy"])
+
+
+@dataclass(slots=True)
+class StackResult:
+    path: str
+    status: str
+    duration: float
+    detail: str = ""
+    add: int | None = None
+    change: int | None = None
+    destroy: int | None = None
+    log: str = ""
+    mocked: list[str] = field(default_factory=list)
+    plan_file: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "status": self.status, "duration": round(self.duration, 3),
+                "detail": self.detail, "add": self.add, "change": self.change, "destroy": self.destroy,
+                "log": self.log, "mocked_dependencies": self.mocked, "plan_file": self.plan_file or None}
+
+
+@dataclass(slots=True)
+class RunReport:
+    command: str
+    started: float
+    duration: float
+    results: list[StackResult]
+    log_dir: str
+    interrupted: bool
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+
+class Runner:
+    def __init__(self, repo: Repository, binary: TerraformBinary, options: RunOptions, display: Display) -> None:
+        self.repo = repo
+        self.binary = binary
+        self.options = options
+        self.display = display
+        self.group = ProcessGroup()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.run_id = f"{stamp}-{options.command}-{os.getpid()}"
+        self.log_dir = repo.root / ".strata" / "logs" / self.run_id
+        self.plan_dir = repo.root / ".strata" / "plans"
+        self.providers = ProviderStore(repo.root, os.environ.get("TF_CLI_CONFIG_FILE") or _default_rc())
+        self.outputs = OutputReader(repo.root, fallback=self._outputs_from_terraform)
+        self.base_env: dict[str, str] = {}
+
+    # -- the run -------------------------------------------------------------------------------------
+
+    def execute(self, stacks: list[Stack]) -> RunReport:
+        started = time.time()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TF_VAR_")}
+        env.update(self.providers.prepare())
+        env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0"})
+        self.base_env = env
+        paths = [s.path for s in stacks]
+        graph = self.repo.graph
+        edges = graph.dependents if self.options.reverse else graph.depends_on
+        scheduler = Scheduler(paths, edges, self.options.parallelism, self.group, self.options.fail_fast)
+        outcomes = scheduler.run(self._work, on_start=self.display.start, on_finish=self.display.finish)
+        results = [self._result(path, outcomes[path]) for path in sorted(paths)]
+        return RunReport(self.options.command, started, time.time() - started, results,
+                         self.repo.display(os.path.relpath(self.log_dir, self.repo.root)), self.group.interrupted)
+
+    def _result(self, path: str, outcome: Outcome) -> StackResult:
+        data = outcome.data
+        return StackResult(path, outcome.status, outcome.duration, outcome.detail, data.get("add"),
+                           data.get("change"), data.get("destroy"), data.get("log", ""), data.get("mocked", []),
+                           data.get("plan_file", ""))
+
+    def _work(self, path: str) -> Outcome:
+        stack = self.repo.stacks[path]
+        started = time.monotonic()
+        log_path = self.log_dir / (path.replace("/", "__") or "root") / "terraform.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        data: dict[str, Any] = {"log": self.repo.display(os.path.relpath(log_path, self.repo.root))}
+        with log_path.open("w", encoding="utf-8") as log:
+            try:
+                outcome = self._stack(stack, log, data)
+            except (StrataError, ConfigError) as exc:
+                log.write(f"strata: {exc}\n")
+                outcome = Outcome(FAILED, str(exc))
+            except OSError as exc:
+                log.write(f"strata: {exc}\n")
+                outcome = Outcome(FAILED, f"{type(exc).__name__}: {exc}")
+        outcome.duration = time.monotonic() - started
+        outcome.data = data
+        return outcome
+
+    def _stack(self, stack: Stack, log: IO[str], data: dict[str, Any]) -> Outcome:
+        command = self.options.command
+        env = dict(self.base_env)
+        inputs: dict[str, Any] = {}
+        if command not in NO_INPUTS:
+            inputs, mocked = self._inputs(stack)
+            data["mocked"] = mocked
+            env.update(_tf_vars(inputs))
+        if self.group.interrupted:
+            return Outcome(INTERRUPTED, "interrupted before it started")
+        problem = self._ensure_init(stack, env, log)
+        if problem:
+            return problem
+        if command == "init":
+            return Outcome(OK)
+        cwd = self.repo.root / stack.path
+        binary = self.binary.path
+        timeout = self.options.lock_timeout
+        if command == "validate":
+            argv = tf.validate(binary)
+        elif command == "plan":
+            plan_file = self._plan_file(stack) if self.options.save_plans else None
+            argv = tf.plan(binary, out=str(plan_file) if plan_file else None, lock_timeout=timeout)
+        elif command == "apply":
+            argv = self._apply_argv(stack, inputs, data)
+        elif command == "destroy":
+            argv = tf.destroy(binary, lock_timeout=timeout)
+        elif command == "refresh":
+            argv = tf.refresh(binary, lock_timeout=timeout)
+        else:
+            argv = [binary, *self.options.args]
+        done = run(argv, cwd, env, self.group, log, lambda line: self.display.line(stack.path, line))
+        changes = tf.changes(done.output)
+        if changes is not None:
+            data.update(add=changes.add, change=changes.change, destroy=changes.destroy)
+        if command in ("apply", "destroy", "refresh") or (command == "run" and done.exit_code == 0):
+            self.outputs.forget(stack)
+        if done.interrupted and done.exit_code != 0:
+            return Outcome(INTERRUPTED, "stopped by an interrupt")
+        if command == "plan":
+            if done.exit_code not in (0, 2):
+                return Outcome(FAILED, _last_error(done.output))
+            if self.options.save_plans:
+                self._write_plan_meta(stack, inputs, data)
+            return Outcome(CHANGES if done.exit_code == 2 else OK)
+        if done.exit_code != 0:
+            return Outcome(FAILED, _last_error(done.output))
+        if command == "apply" and data.get("plan_file"):
+            self._plan_file(stack).unlink(missing_ok=True)  # a saved plan is applied once
+        return Outcome(OK)
+
+    # -- inputs from dependency outputs ---------------------------------------------------------------
+
+    def _inputs(self, stack: Stack) -> tuple[dict[str, Any], list[str]]:
+        values: dict[str, dict[str, Any]] = {}
+        mocked: list[str] = []
+        for dep in stack.dependencies:
+            if not dep.name or not dep.used:
+                continue
+            target = self.repo.stacks.get(dep.path)
+            outputs = self.outputs.values(target) if target else None
+            if outputs is None:
+                if self.options.command in MOCKS_ALLOWED and dep.mock_outputs is not None:
+                    values[dep.name] = dep.mock_outputs
+                    mocked.append(dep.name)
+                    continue
+                allowed = "plan, validate and destroy" if self.options.command not in MOCKS_ALLOWED else "this command"
+                raise StrataError(
+                    f'dependency "{dep.name}" ({dep.path}) has no state yet: apply it first (or select it too, '
+                    f"or add --include-dependencies); mock_outputs are used only by {allowed}", dep.source)
+            values[dep.name] = outputs
+        return resolve_inputs(stack, values), mocked
+
+    def _outputs_from_terraform(self, stack: Stack) -> dict[str, Any] | None:
+        """The slow path, for backends strata cannot read itself: init + terraform output -json."""
+        log_path = self.log_dir / (stack.path.replace("/", "__") or "root") / "output.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a", encoding="utf-8") as log:
+            problem = self._ensure_init(stack, dict(self.base_env), log)
+            if problem:
+                raise StrataError(f"cannot read the outputs of {stack.path}: {problem.detail}")
+            done = run(tf.output(self.binary.path), self.repo.root / stack.path, dict(self.base_env), self.group, log)
+        if done.exit_code != 0:
+            raise StrataError(f"cannot read the outputs of {stack.path}: {_last_error(done.output)}")
+        try:
+            outputs = json.loads(done.output or "{}")
+        except ValueError:
+            raise StrataError(f"terraform output -json in {stack.path} did not print JSON") from None
+        return outputs or None
+
+    # -- init only when needed ------------------------------------------------------------------------
+
+    def _fingerprint(self, stack: Stack) -> str:
+        folder = self.repo.root / stack.path
+        digest = hashlib.sha256(f"{self.binary.path}:{self.binary.version}".encode())
+        digest.update(self.providers.config_text().encode())
+        for path in sorted([*folder.glob("*.tf"), *folder.glob("*.tf.json"), folder / ".terraform.lock.hcl"]):
+            try:
+                digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+            except FileNotFoundError:
+                continue
+        return digest.hexdigest()
+
+    def _ensure_init(self, stack: Stack, env: dict[str, str], log: IO[str]) -> Outcome | None:
+        folder = self.repo.root / stack.path
+        stamp = folder / ".terraform" / INIT_STAMP
+        try:
+            if stamp.read_text().strip() == self._fingerprint(stack) and self.options.command != "init":
+                return None
+        except FileNotFoundError:
+            pass
+        done = run(tf.init(self.binary.path), folder, env, self.group, log,
+                   lambda line: self.display.line(stack.path, line))
+        if done.exit_code != 0:
+            if done.interrupted:
+                return Outcome(INTERRUPTED, "stopped by an interrupt during init")
+            return Outcome(FAILED, f"terraform init failed: {_last_error(done.output)}")
+        self.providers.harvest(folder)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(self._fingerprint(stack) + "\n")
+        return None
+
+    # -- saved plans ----------------------------------------------------------------------------------
+
+    def _plan_file(self, stack: Stack) -> Path:
+        path = self.plan_dir / (stack.path or "_root") / "plan.tfplan"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _config_digest(self, stack: Stack, inputs: dict[str, Any]) -> str:
+        folder = self.repo.root / stack.path
+        digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode())
+        for path in sorted([*folder.glob("*.tf"), *folder.glob("*.tf.json"), *folder.glob("*.auto.tfvars"),
+                            *folder.glob("*.auto.tfvars.json"), folder / ".terraform.lock.hcl"]):
+            try:
+                digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+            except FileNotFoundError:
+                continue
+        return digest.hexdigest()
+
+    def _write_plan_meta(self, stack: Stack, inputs: dict[str, Any], data: dict[str, Any]) -> None:
+        plan = self._plan_file(stack)
+        meta = {"stack": stack.path, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "mocked_dependencies": data.get("mocked", []), "config": self._config_digest(stack, inputs),
+                "terraform": self.binary.describe()}
+        plan.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
+
+    def _apply_argv(self, stack: Stack, inputs: dict[str, Any], data: dict[str, Any]) -> list[str]:
+        if not self.options.saved_plans:
+            return tf.apply(self.binary.path, lock_timeout=self.options.lock_timeout)
+        plan = self._plan_file(stack)
+        meta_path = plan.with_suffix(".json")
+        if not plan.is_file() or not meta_path.is_file():
+            raise StrataError(f"no saved plan for {stack.path}: run `strata plan --out` first")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("mocked_dependencies"):
+            raise StrataError(
+                f"the saved plan of {stack.path} was made with mock outputs of "
+                f"{', '.join(meta['mocked_dependencies'])}: it cannot be applied; apply those dependencies "
+                "first, then plan again")
+        if meta.get("config") != self._config_digest(stack, inputs):
+            raise StrataError(f"the saved plan of {stack.path} is stale: its code or inputs changed since "
+                              "`strata plan --out`; plan again")
+        data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
+        return tf.apply(self.binary.path, plan_file=str(plan), lock_timeout=self.options.lock_timeout)
+
+
+def _tf_vars(inputs: dict[str, Any]) -> dict[str, str]:
+    """Inputs as TF_VAR_* (strings raw, everything else as an HCL expression, as terraform reads them)."""
+    return {f"TF_VAR_{name}": value if isinstance(value, str) else hcl_value(value)
+            for name, value in inputs.items()}
+
+
+def _last_error(output: str) -> str:
+    """The first 'Error: ...' line terraform printed, or its last line."""
+    lines = [ln.strip(" │╷╵") for ln in output.splitlines()]
+    for line in lines:
+        if line.startswith("Error: "):
+            return line[len("Error: "):]
+    meaningful = [ln for ln in lines if ln.strip()]
+    return meaningful[-1] if meaningful else "terraform failed"
+
+
+def _default_rc() -> str | None:
+    home_rc = os.path.expanduser("~/.terraformrc")
+    return home_rc if os.path.isfile(home_rc) else None

@@ -1,0 +1,79 @@
+"""Dependency outputs, read straight from each dependency's state, once per run.
+
+Reading the state object (a local file now; S3 objects and pg rows through the same backend
+interface) takes a millisecond; ``terraform init`` + ``terraform output -json`` takes seconds per
+dependency (Terragrunt #1438: ~18 s added per dependency). The slow path is used only for backends
+strata cannot read itself.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from strata.backends import get_backend
+from strata.errors import StrataError
+from strata.model.stack import Stack
+
+Fallback = Callable[[Stack], dict[str, Any] | None]
+
+
+class OutputReader:
+    """Outputs per stack (name -> {"value", "type", "sensitive"}), cached until the stack changes."""
+
+    def __init__(self, root: Path, fallback: Fallback | None = None) -> None:
+        self.root = root
+        self.fallback = fallback
+        self._cache: dict[str, dict[str, Any] | None] = {}
+        self._lock = threading.Lock()
+
+    def forget(self, stack: Stack) -> None:
+        """The stack was applied or destroyed: read it again next time."""
+        with self._lock:
+            self._cache.pop(stack.path, None)
+
+    def outputs(self, stack: Stack) -> dict[str, Any] | None:
+        """The stack's outputs, or None when it has no state (or a state without resources and outputs)."""
+        with self._lock:
+            if stack.path in self._cache:
+                return self._cache[stack.path]
+        result = self._read(stack)
+        with self._lock:
+            self._cache[stack.path] = result
+        return result
+
+    def values(self, stack: Stack) -> dict[str, Any] | None:
+        outputs = self.outputs(stack)
+        return None if outputs is None else {k: v.get("value") for k, v in outputs.items()}
+
+    def _read(self, stack: Stack) -> dict[str, Any] | None:
+        if stack.backend is None:
+            return None
+        backend = get_backend(stack.backend.type)
+        try:
+            if backend is None:
+                raise NotImplementedError
+            data = backend.read_state(stack.backend.values(), self.root / stack.path)
+        except NotImplementedError:
+            return self.fallback(stack) if self.fallback else None
+        if data is None:
+            return None
+        return parse_outputs(data, stack)
+
+
+def parse_outputs(data: bytes, stack: Stack) -> dict[str, Any] | None:
+    """Outputs of a state file (format version 4); None for an empty state."""
+    try:
+        state = json.loads(data)
+    except ValueError:
+        raise StrataError(f"the state of {stack.path} ({stack.backend.type if stack.backend else 'local'} "
+                          "backend) is not JSON: it is damaged or not a Terraform state") from None
+    if not isinstance(state, dict):
+        raise StrataError(f"the state of {stack.path} is not a Terraform state")
+    outputs = state.get("outputs") or {}
+    if not outputs and not state.get("resources"):
+        return None
+    return {name: dict(entry) for name, entry in outputs.items() if isinstance(entry, dict)}

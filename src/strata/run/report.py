@@ -1,0 +1,58 @@
+"""The end of a run: a summary table, a JSON report, and the exit code."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from strata.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
+from strata.output import out, table
+from strata.run.engine import RunReport
+
+
+def summary_table(report: RunReport) -> str:
+    rows = []
+    for r in report.results:
+        counts = ["-" if n is None else str(n) for n in (r.add, r.change, r.destroy)]
+        rows.append([r.path or ".", r.status, f"{r.duration:.1f}s", *counts, r.detail])
+    return table(["STACK", "STATUS", "TIME", "ADD", "CHANGE", "DESTROY", "DETAIL"], rows)
+
+
+def print_summary(report: RunReport) -> None:
+    out(summary_table(report))
+    counts = report.counts()
+    parts = [f"{counts[s]} {s}" for s in ("ok", "changes", "failed", "skipped", "interrupted") if s in counts]
+    out(f"{report.command}: {', '.join(parts) or 'nothing to do'} in {report.duration:.1f}s; "
+        f"logs in {report.log_dir}")
+
+
+def to_json(report: RunReport, exit_code: int) -> dict[str, Any]:
+    return {
+        "command": report.command,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(report.started)),
+        "duration": round(report.duration, 3),
+        "exit_code": exit_code,
+        "interrupted": report.interrupted,
+        "counts": report.counts(),
+        "log_dir": report.log_dir,
+        "stacks": [r.to_json() for r in report.results],
+    }
+
+
+def write_json(report: RunReport, exit_code: int, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_json(report, exit_code), indent=2) + "\n", encoding="utf-8")
+
+
+def exit_code(report: RunReport, detailed: bool) -> int:
+    """130 interrupted; 1 any stack failed; 2 changes (with --detailed-exitcode); else 0."""
+    statuses = {r.status for r in report.results}
+    if report.interrupted or "interrupted" in statuses:
+        return EXIT_INTERRUPTED
+    if "failed" in statuses:
+        return EXIT_ERROR
+    if detailed and "changes" in statuses:
+        return EXIT_CHANGES
+    return EXIT_OK
