@@ -53,9 +53,12 @@ class ProviderStore:
     def config_text(self) -> str:
         methods, credentials = _user_methods(self.user_config)
         if not methods:  # terraform's defaults when no provider_installation block is given
-            methods = [("filesystem_mirror", {"path": os.path.expanduser(p)}) for p in IMPLIED_MIRRORS
-                       if os.path.isdir(os.path.expanduser(p))]
-            methods.append(("direct", {}))
+            mirrors = [os.path.expanduser(p) for p in IMPLIED_MIRRORS if os.path.isdir(os.path.expanduser(p))]
+            methods = [("filesystem_mirror", {"path": p}) for p in mirrors]
+            # as terraform does implicitly: what a local mirror holds is not looked up in the registry
+            mirrored = sorted({_provider_address(m, p) for m in mirrors for p in Path(m).glob("*/*/*")
+                               if p.is_dir()})
+            methods.append(("direct", {"exclude": mirrored} if mirrored else {}))
         lines = ["# Written by strata: providers are installed once into the store below and linked into",
                  "# every stack (safe for parallel init). Regenerated on every run.",
                  "provider_installation {",
@@ -108,6 +111,10 @@ class ProviderStore:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
+
+
+def _provider_address(mirror: str, path: Path) -> str:
+    return path.relative_to(mirror).as_posix()
 
 
 def _size(path: Path) -> int:
