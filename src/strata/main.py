@@ -135,12 +135,24 @@ def generate_command(ws: Any, /, check: bool, as_json: bool, **kwargs: Any) -> i
 @cli.command("validate")
 @click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--terraform", "with_terraform", is_flag=True,
+              help="Then run `terraform validate` in every stack (mock outputs where a dependency has no state).")
+@click.option("-j", "--parallelism", type=click.IntRange(min=1), default=None, metavar="N",
+              help="With --terraform: stacks validated at once (default: the number of CPUs).")
 @click.pass_obj
-def validate_command(ws: Any, /, strict: bool, as_json: bool) -> int:
+def validate_command(ws: Any, /, strict: bool, as_json: bool, with_terraform: bool, parallelism: int | None) -> int:
     """Check the whole repository and list every problem as file:line: message."""
     from strata.commands import validate
 
-    return validate.run(ws, strict=strict, as_json=as_json)
+    code = validate.run(ws, strict=strict, as_json=as_json)
+    if code != 0 or not with_terraform:
+        return code
+    from strata.commands import run
+    from strata.model.selection import Selection
+    from strata.run.engine import RunOptions
+
+    options = RunOptions(command="validate", parallelism=parallelism or os.cpu_count() or 1)
+    return run.run(ws, Selection(all=True), options, quiet=True)
 
 
 def run_options(fn: F) -> F:

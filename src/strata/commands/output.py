@@ -19,7 +19,7 @@ def run(ws: Workspace, selection: Selection, *, as_json: bool) -> int:
     reader = OutputReader(repo.root)
     result: dict[str, dict[str, Any] | None] = {}
     for stack in stacks:
-        result[stack.path] = reader.outputs(stack)
+        result[stack.path] = reader.outputs(stack)  # a backend strata cannot read raises a clear error
     if as_json:
         print_json({path: outputs for path, outputs in result.items()})
         return 0

@@ -549,15 +549,24 @@ def default_state_key(path: str, values: dict[str, str | None]) -> str:
     return "/".join([*parts, "terraform.tfstate"])
 
 
-def resolve_inputs(stack: Stack, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def resolve_inputs(stack: Stack, outputs: dict[str, dict[str, Any]], partial: bool = False) -> dict[str, Any]:
     """The inputs of ``stack`` that read dependency outputs, evaluated with ``outputs``.
 
     ``outputs`` maps a dependency's name to its output values (real ones, or its mock_outputs).
-    Raises ConfigError (with file:line) when an expression reads an output that is not there.
+    Raises ConfigError (with file:line) when an expression reads an output that is not there, unless
+    ``partial``: then such inputs are left out.
     """
     scope_outputs = {name: {"outputs": values} for name, values in outputs.items()}
-    return {name: _resolve(setting, scope_outputs) for name, setting in stack.inputs.items()
-            if setting.has_deferred()}
+    resolved: dict[str, Any] = {}
+    for name, setting in stack.inputs.items():
+        if not setting.has_deferred():
+            continue
+        try:
+            resolved[name] = _resolve(setting, scope_outputs)
+        except ConfigError:
+            if not partial:
+                raise
+    return resolved
 
 
 def _resolve(setting: Setting, scope_outputs: dict[str, dict[str, Any]]) -> Any:

@@ -106,7 +106,7 @@ class Runner:
     def execute(self, stacks: list[Stack]) -> RunReport:
         started = time.time()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TF_VAR_")}
+        env = dict(os.environ)  # the user's own TF_VAR_* (secrets in CI) stay; inputs below override by name
         env.update(self.providers.prepare())
         env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0"})
         self.base_env = env
@@ -206,6 +206,8 @@ class Runner:
             target = self.repo.stacks.get(dep.path)
             outputs = self.outputs.values(target) if target else None
             if outputs is None:
+                if self.options.command == "run":
+                    continue  # any terraform command: pass no made-up values; terraform asks if it needs them
                 if self.options.command in MOCKS_ALLOWED and dep.mock_outputs is not None:
                     values[dep.name] = dep.mock_outputs
                     mocked.append(dep.name)
@@ -215,7 +217,7 @@ class Runner:
                     f'dependency "{dep.name}" ({dep.path}) has no state yet: apply it first (or select it too, '
                     f"or add --include-dependencies); mock_outputs are used only by {allowed}", dep.source)
             values[dep.name] = outputs
-        return resolve_inputs(stack, values), mocked
+        return resolve_inputs(stack, values, partial=self.options.command == "run"), mocked
 
     def _outputs_from_terraform(self, stack: Stack) -> dict[str, Any] | None:
         """The slow path, for backends strata cannot read itself: init + terraform output -json."""

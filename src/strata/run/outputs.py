@@ -29,6 +29,7 @@ class OutputReader:
         self.fallback = fallback
         self._cache: dict[str, dict[str, Any] | None] = {}
         self._lock = threading.Lock()
+        self._reading: dict[str, threading.Lock] = {}  # one reader per stack (the fallback may run init)
 
     def forget(self, stack: Stack) -> None:
         """The stack was applied or destroyed: read it again next time."""
@@ -40,9 +41,14 @@ class OutputReader:
         with self._lock:
             if stack.path in self._cache:
                 return self._cache[stack.path]
-        result = self._read(stack)
-        with self._lock:
-            self._cache[stack.path] = result
+            reading = self._reading.setdefault(stack.path, threading.Lock())
+        with reading:
+            with self._lock:
+                if stack.path in self._cache:
+                    return self._cache[stack.path]
+            result = self._read(stack)
+            with self._lock:
+                self._cache[stack.path] = result
         return result
 
     def values(self, stack: Stack) -> dict[str, Any] | None:
@@ -58,7 +64,10 @@ class OutputReader:
                 raise NotImplementedError
             data = backend.read_state(stack.backend.values(), self.root / stack.path)
         except NotImplementedError:
-            return self.fallback(stack) if self.fallback else None
+            if self.fallback is None:
+                raise StrataError(f"strata cannot read {stack.backend.type} state by itself yet; "
+                                  f"use `strata run {stack.path} -- output -json`") from None
+            return self.fallback(stack)
         if data is None:
             return None
         return parse_outputs(data, stack)
