@@ -55,13 +55,19 @@ class Changes:
         return bool(self.add or self.change or self.destroy)
 
 
-_PLAN = re.compile(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy")
-_APPLY = re.compile(r"(?:Apply|Destroy) complete! Resources: (?:(\d+) added, (\d+) changed, )?(\d+) destroyed")
+# "Plan: [1 to import, ]2 to add, 0 to change, 0 to destroy." and "Apply complete! Resources: [1 imported, ]
+# 2 added, 0 changed, 0 destroyed." (imports since 1.5); colour codes are removed first (`strata run -- plan`
+# passes the user's own arguments, and terraform colours its output even into a pipe).
+_PLAN = re.compile(r"Plan: (?:\d+ to import, )?(\d+) to add, (\d+) to change, (\d+) to destroy")
+_APPLY = re.compile(r"(?:Apply|Destroy) complete! Resources: (?:\d+ imported, )?(?:(\d+) added, (\d+) changed, )?"
+                    r"(\d+) destroyed")
 _NO_CHANGES = re.compile(r"^No changes\.", re.M)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def changes(output_text: str) -> Changes | None:
-    """Resource counts from plan/apply/destroy output (the last summary line), or None when absent."""
+    """Resource counts from plan/apply/destroy output, or None when it has no summary line."""
+    output_text = _ANSI.sub("", output_text)
     found = _PLAN.findall(output_text)
     if found:
         add, change, destroy_count = (int(n) for n in found[-1])

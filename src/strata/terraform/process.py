@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+PIPE_GRACE = 2.0  # seconds to finish reading output after the process has exited
+
 
 @dataclass(slots=True)
 class Completed:
@@ -91,16 +93,37 @@ def run(argv: Sequence[str], cwd: Path, env: dict[str, str], group: ProcessGroup
         return Completed(127, message, time.monotonic() - started, False)
     group.add(proc)
     lines: list[str] = []
+    failures: list[BaseException] = []
+    stream = proc.stdout
+    assert stream is not None
+
+    def pump() -> None:
+        try:
+            for raw in stream:
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                lines.append(line)
+                try:
+                    log.write(line + "\n")
+                except ValueError:  # the log was closed: the run ended while a straggler still wrote
+                    return
+                if on_line is not None:
+                    on_line(line)
+        except Exception as exc:  # handed to the caller below
+            failures.append(exc)
+
+    # The output is read in a thread so that strata returns when terraform exits, even if something it
+    # started (a provisioner's background job) still holds the pipe open.
+    reader = threading.Thread(target=pump, name="strata-output", daemon=True)
+    reader.start()
     try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", errors="replace").rstrip("\n")
-            lines.append(line)
-            log.write(line + "\n")
-            if on_line is not None:
-                on_line(line)
         proc.wait()
+        reader.join(timeout=PIPE_GRACE)
     finally:
         group.remove(proc)
+        if proc.poll() is None:  # only when wait() itself was interrupted by an exception
+            _signal(proc, signal.SIGKILL)
+            proc.wait()
         log.flush()
+    if failures:
+        raise failures[0]
     return Completed(proc.returncode, "\n".join(lines), time.monotonic() - started, group.interrupted)

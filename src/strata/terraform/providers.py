@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from strata.terraform.hclwrite import attributes, hcl_string
 
+_PLUGIN_CACHE = re.compile(r"(?m)^[ \t]*plugin_cache_dir[ \t]*=.*$")
+_INSTALLATION = re.compile(r"(?m)^[ \t]*provider_installation[ \t]*\{[ \t]*")
 IMPLIED_MIRRORS = ("~/.terraform.d/plugins", "~/.local/share/terraform/plugins",
                    "/usr/local/share/terraform/plugins", "/usr/share/terraform/plugins")
-METHODS = ("filesystem_mirror", "network_mirror", "direct", "dev_overrides")
 
 
 class ProviderStore:
@@ -51,32 +52,23 @@ class ProviderStore:
         return {"TF_CLI_CONFIG_FILE": str(self.config_file), "CHECKPOINT_DISABLE": "1"}
 
     def config_text(self) -> str:
-        methods, credentials = _user_methods(self.user_config)
-        if not methods:  # terraform's defaults when no provider_installation block is given
-            mirrors = [os.path.expanduser(p) for p in IMPLIED_MIRRORS if os.path.isdir(os.path.expanduser(p))]
-            methods = [("filesystem_mirror", {"path": p}) for p in mirrors]
-            # as terraform does implicitly: what a local mirror holds is not looked up in the registry
-            mirrored = sorted({_provider_address(m, p) for m in mirrors for p in Path(m).glob("*/*/*")
-                               if p.is_dir()})
-            methods.append(("direct", {"exclude": mirrored} if mirrored else {}))
-        lines = ["# Written by strata: providers are installed once into the store below and linked into",
-                 "# every stack (safe for parallel init). Regenerated on every run.",
-                 "provider_installation {",
-                 "  filesystem_mirror {",
-                 f"    path = {hcl_string(str(self.dir))}",
-                 "  }"]
-        for kind, values in methods:
-            lines.append(f"  {kind} {{")
-            if values:
-                lines.append(attributes(values, indent=2).rstrip("\n"))
-            lines.append("  }")
-        lines.append("}")
-        for host, values in credentials:
-            lines.append(f"credentials {hcl_string(host)} {{")
-            lines.append(attributes(values, indent=1).rstrip("\n"))
-            lines.append("}")
-        lines.append("disable_checkpoint = true")
-        return "\n".join(lines) + "\n"
+        """The CLI configuration: the store first, then the user's own configuration, kept as written."""
+        header = ("# Written by strata: providers are installed once into the store below and linked into\n"
+                  "# every stack (safe for parallel init). Regenerated on every run.\n")
+        store = f"\n  filesystem_mirror {{\n    path = {hcl_string(str(self.dir))}\n  }}\n"
+        user = _read(self.user_config)
+        if user is None:
+            return header + f"provider_installation {{{store}{_implied_methods()}}}\ndisable_checkpoint = true\n"
+        # plugin_cache_dir is the mechanism that breaks under parallel init: this store replaces it
+        text = _PLUGIN_CACHE.sub("# (plugin cache left out by strata: unsafe for parallel init)", user)
+        block = _INSTALLATION.search(text)
+        if block is None:
+            text = text.rstrip("\n") + f"\n\nprovider_installation {{{store}{_implied_methods()}}}\n"
+        else:
+            text = text[:block.end()] + store + text[block.end():]
+        if not re.search(r"(?m)^[ \t]*disable_checkpoint[ \t]*=", text):
+            text = text.rstrip("\n") + "\ndisable_checkpoint = true"
+        return f"{header}# The rest is {self.user_config}.\n{text.rstrip()}\n"
 
     def harvest(self, stack_dir: Path) -> int:
         """Copy providers a stack installed itself into the store and link them; returns bytes saved."""
@@ -121,42 +113,21 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def _user_methods(config: str | None) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
-    """Installation methods and credentials from the user's CLI configuration file, if it has any."""
-    if not config:
-        return [], []
-    path = Path(os.path.expanduser(config))
+def _read(config: str | None) -> str | None:
+    if not config or config.endswith(".json"):
+        return None  # a JSON CLI configuration is not merged; terraform's defaults apply after the store
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return [], []
-    from strata.config.parse import parse_text
-    from strata.errors import ConfigError
-
-    try:
-        body = parse_text(text, str(path))
-    except ConfigError:
-        return [], []
-    methods: list[tuple[str, dict[str, Any]]] = []
-    credentials: list[tuple[str, dict[str, Any]]] = []
-    for block in body.blocks:
-        if block.type == "provider_installation":
-            for inner in block.body.blocks:
-                if inner.type in METHODS:
-                    methods.append((inner.type, _literal_attributes(inner.body.attributes)))
-        elif block.type == "credentials" and block.labels:
-            credentials.append((block.labels[0], _literal_attributes(block.body.attributes)))
-    return methods, credentials
+        return Path(os.path.expanduser(config)).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
-def _literal_attributes(attrs: list[Any]) -> dict[str, Any]:
-    from strata.config import ast
-
-    out: dict[str, Any] = {}
-    for attr in attrs:
-        expr = attr.expr
-        if isinstance(expr, ast.Literal):
-            out[attr.name] = expr.value
-        elif isinstance(expr, ast.TupleExpr) and all(isinstance(i, ast.Literal) for i in expr.items):
-            out[attr.name] = [i.value for i in expr.items if isinstance(i, ast.Literal)]
-    return out
+def _implied_methods() -> str:
+    """Terraform's defaults when no provider_installation block is given: the local mirror folders,
+    then the registry for everything they do not hold."""
+    mirrors = [os.path.expanduser(p) for p in IMPLIED_MIRRORS if os.path.isdir(os.path.expanduser(p))]
+    text = "".join(f"  filesystem_mirror {{\n    path = {hcl_string(m)}\n  }}\n" for m in mirrors)
+    mirrored = sorted({_provider_address(m, p) for m in mirrors for p in Path(m).glob("*/*/*") if p.is_dir()})
+    if mirrored:
+        return text + "  direct {\n" + attributes({"exclude": mirrored}, indent=2) + "  }\n"
+    return text + "  direct {}\n"
