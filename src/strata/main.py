@@ -238,14 +238,29 @@ def refresh_command(ws: Any, /, **kwargs: Any) -> int:
     return _run(ws, "refresh", kwargs)
 
 
-@cli.command("run", context_settings={"ignore_unknown_options": True})
+class _SplitAtDashes(click.Command):
+    """``strata run [selection] -- ARGS``: what follows ``--`` is terraform's, never parsed by strata."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            ctx.meta["terraform_args"] = args[at + 1:]
+            args = args[:at]
+        else:
+            ctx.meta["terraform_args"] = []
+        return super().parse_args(ctx, args)
+
+
+@cli.command("run", cls=_SplitAtDashes)
 @selection_options
 @run_options
-@click.argument("terraform_args", nargs=-1, type=click.UNPROCESSED, required=True, metavar="-- TERRAFORM_ARGS...")
-@click.pass_obj
-def run_command(ws: Any, /, terraform_args: tuple[str, ...], **kwargs: Any) -> int:
+@click.pass_context
+def run_command(ctx: click.Context, /, **kwargs: Any) -> int:
     """Run any terraform command in the selected stacks: strata run production -- state list."""
-    return _run(ws, "run", kwargs, args=list(terraform_args))
+    terraform_args = ctx.meta.get("terraform_args") or []
+    if not terraform_args:
+        raise click.UsageError("give the terraform command after --, e.g. strata run production -- state list")
+    return _run(ctx.obj, "run", kwargs, args=list(terraform_args))
 
 
 @cli.command("output")

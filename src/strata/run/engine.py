@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from strata.backends import get_backend
 from strata.errors import ConfigError, StrataError
 from strata.model.loader import resolve_inputs
 from strata.model.repository import Repository
@@ -26,6 +27,7 @@ from strata.scheduler import CHANGES, FAILED, INTERRUPTED, OK, Outcome, Schedule
 from strata.terraform import commands as tf
 from strata.terraform.binary import TerraformBinary
 from strata.terraform.hclwrite import hcl_value
+from strata.terraform.modules import code_files, local_modules
 from strata.terraform.process import ProcessGroup, run
 from strata.terraform.providers import ProviderStore
 
@@ -107,6 +109,8 @@ class Runner:
         started = time.time()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)  # the user's own TF_VAR_* (secrets in CI) stay; inputs below override by name
+        for unsafe in ("TF_PLUGIN_CACHE_DIR", "TF_PLUGIN_CACHE_MAY_BREAK_DEPENDENCY_LOCK_FILE"):
+            env.pop(unsafe, None)  # terraform's own cache races under parallel init; the store replaces it
         env.update(self.providers.prepare())
         env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0"})
         self.base_env = env
@@ -148,6 +152,11 @@ class Runner:
         command = self.options.command
         env = dict(self.base_env)
         inputs: dict[str, Any] = {}
+        if command == "destroy" and self.outputs.outputs(stack) is None and self._has_no_state(stack):
+            log.write("strata: no state: nothing to destroy\n")
+            return Outcome(OK, "no state: nothing to destroy")
+        if command == "apply" and self.options.saved_plans:
+            self._saved_plan_meta(stack)  # refuse a missing or mocked plan before anything else
         if command not in NO_INPUTS:
             inputs, mocked = self._inputs(stack)
             data["mocked"] = mocked
@@ -212,10 +221,12 @@ class Runner:
                     values[dep.name] = dep.mock_outputs
                     mocked.append(dep.name)
                     continue
-                allowed = "plan, validate and destroy" if self.options.command not in MOCKS_ALLOWED else "this command"
-                raise StrataError(
-                    f'dependency "{dep.name}" ({dep.path}) has no state yet: apply it first (or select it too, '
-                    f"or add --include-dependencies); mock_outputs are used only by {allowed}", dep.source)
+                if self.options.command in MOCKS_ALLOWED:
+                    hint = f"give the dependency block mock_outputs so that {self.options.command} has values"
+                else:
+                    hint = ("apply it first (or select it too, or add --include-dependencies); mock_outputs are "
+                            "used only by plan, validate and destroy")
+                raise StrataError(f'dependency "{dep.name}" ({dep.path}) has no state yet: {hint}', dep.source)
             values[dep.name] = outputs
         return resolve_inputs(stack, values, partial=self.options.command == "run"), mocked
 
@@ -238,16 +249,28 @@ class Runner:
 
     # -- init only when needed ------------------------------------------------------------------------
 
-    def _fingerprint(self, stack: Stack) -> str:
+    def _code_files(self, stack: Stack, *extra: str) -> list[Path]:
+        """The stack's own code, the code of every local module it uses, and ``extra`` globs of its folder."""
         folder = self.repo.root / stack.path
-        digest = hashlib.sha256(f"{self.binary.path}:{self.binary.version}".encode())
-        digest.update(self.providers.config_text().encode())
-        for path in sorted([*folder.glob("*.tf"), *folder.glob("*.tf.json"), folder / ".terraform.lock.hcl"]):
+        files = [*code_files(folder), folder / ".terraform.lock.hcl"]
+        for pattern in extra:
+            files.extend(sorted(folder.glob(pattern)))
+        for module in local_modules(folder):
+            files.extend(code_files(module))
+        return files
+
+    def _digest(self, files: list[Path], seed: bytes) -> str:
+        digest = hashlib.sha256(seed)
+        for path in files:
             try:
-                digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+                digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
             except FileNotFoundError:
                 continue
         return digest.hexdigest()
+
+    def _fingerprint(self, stack: Stack) -> str:
+        seed = f"{self.binary.path}:{self.binary.version}\n{self.providers.config_text()}".encode()
+        return self._digest(self._code_files(stack), seed)
 
     def _ensure_init(self, stack: Stack, env: dict[str, str], log: IO[str]) -> Outcome | None:
         folder = self.repo.root / stack.path
@@ -276,15 +299,8 @@ class Runner:
         return path
 
     def _config_digest(self, stack: Stack, inputs: dict[str, Any]) -> str:
-        folder = self.repo.root / stack.path
-        digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode())
-        for path in sorted([*folder.glob("*.tf"), *folder.glob("*.tf.json"), *folder.glob("*.auto.tfvars"),
-                            *folder.glob("*.auto.tfvars.json"), folder / ".terraform.lock.hcl"]):
-            try:
-                digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-            except FileNotFoundError:
-                continue
-        return digest.hexdigest()
+        files = self._code_files(stack, "*.auto.tfvars", "*.auto.tfvars.json")
+        return self._digest(files, json.dumps(inputs, sort_keys=True, default=str).encode())
 
     def _write_plan_meta(self, stack: Stack, inputs: dict[str, Any], data: dict[str, Any]) -> None:
         plan = self._plan_file(stack)
@@ -294,19 +310,34 @@ class Runner:
         plan.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
 
-    def _apply_argv(self, stack: Stack, inputs: dict[str, Any], data: dict[str, Any]) -> list[str]:
-        if not self.options.saved_plans:
-            return tf.apply(self.binary.path, lock_timeout=self.options.lock_timeout)
+    def _has_no_state(self, stack: Stack) -> bool:
+        """True when the backend holds no state for the stack (an empty state still counts as state)."""
+        if stack.backend is None:
+            return True
+        backend = get_backend(stack.backend.type)
+        try:
+            return backend is None or backend.read_state(stack.backend.values(), self.repo.root / stack.path) is None
+        except NotImplementedError:
+            return False  # cannot tell without terraform: let terraform destroy decide
+
+    def _saved_plan_meta(self, stack: Stack) -> dict[str, Any]:
         plan = self._plan_file(stack)
         meta_path = plan.with_suffix(".json")
         if not plan.is_file() or not meta_path.is_file():
             raise StrataError(f"no saved plan for {stack.path}: run `strata plan --out` first")
-        meta = json.loads(meta_path.read_text())
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
         if meta.get("mocked_dependencies"):
             raise StrataError(
                 f"the saved plan of {stack.path} was made with mock outputs of "
                 f"{', '.join(meta['mocked_dependencies'])}: it cannot be applied; apply those dependencies "
                 "first, then plan again")
+        return meta
+
+    def _apply_argv(self, stack: Stack, inputs: dict[str, Any], data: dict[str, Any]) -> list[str]:
+        if not self.options.saved_plans:
+            return tf.apply(self.binary.path, lock_timeout=self.options.lock_timeout)
+        plan = self._plan_file(stack)
+        meta = self._saved_plan_meta(stack)
         if meta.get("config") != self._config_digest(stack, inputs):
             raise StrataError(f"the saved plan of {stack.path} is stale: its code or inputs changed since "
                               "`strata plan --out`; plan again")
