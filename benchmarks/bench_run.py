@@ -9,7 +9,9 @@ Three measurements, each against a baseline measured in the same run, once per T
    in each stack with the same binary, CLI configuration, flags and inputs. Two starting states:
    *fresh* (every ``.terraform`` removed before each run: strata must init too) and *initialised*
    (``.terraform`` left by the previous run: strata skips init when nothing changed, the loop runs it
-   again as a naive script does). Goals: ``-j1`` <= 1.05x the loop, ``-j2`` <= 0.6x.
+   again as a naive script does). Goals: ``-j1`` <= 1.05x the loop, ``-j2`` <= 0.6x. For reference, the
+   same loop run as one loop per environment/region chain, two at a time: what plain shell parallelism
+   gets from the same two CPUs. The CPU time (user + system) of each whole process tree is recorded too.
 2. Reading a dependency's outputs: ``OutputReader(root).outputs(stack)`` (in-process, a new reader
    each time) and ``strata output STACK --json`` (the CLI) against ``terraform init && terraform
    output -json`` in that stack. Goal: >= 10x faster.
@@ -40,6 +42,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,32 +265,50 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def chains(stacks: list[str]) -> list[list[str]]:
+    """The stacks grouped by environment and region: independent dependency chains, each in order."""
+    out: dict[str, list[str]] = {}
+    for stack in stacks:
+        out.setdefault("/".join(stack.split("/")[:2]), []).append(stack)
+    return list(out.values())
+
+
 def run_loop(setup: Setup, case: RunCase, what: str = "plan", rc: Path | None = None,
              root: Path | None = None) -> tuple[float, float, dict[str, float]]:
+    """naive_loop.sh over every stack; with ``case.parallelism`` > 1, one loop per chain, that many at a time."""
     root = root or setup.loop_root
-    times_file = setup.work / f"loop-{what}-times.txt"
-    times_file.unlink(missing_ok=True)
-    log_path = setup.work / f"loop-{what}.log"
-    argv = ["bash", str(LOOP_SCRIPT), what, setup.binary, str(setup.vars_dir), str(times_file), *setup.stacks]
+    groups = [setup.stacks] if case.parallelism == 1 else chains(setup.stacks)
+    tag = f"{what}-p{case.parallelism}"
     env = terraform_env(rc or setup.mirror_rc)
-    with log_path.open("wb") as log:
-        cpu = children_cpu()
-        start = time.perf_counter()
-        proc = subprocess.run(argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
-        elapsed = time.perf_counter() - start
-        cpu = children_cpu() - cpu
-    text = log_path.read_text(encoding="utf-8", errors="replace")
-    if proc.returncode != 0:
-        raise SystemExit(f"the loop failed (exit {proc.returncode}); see {log_path}\n{text[-3000:]}")
-    if what == "plan":
-        unchanged = text.count("\nNo changes.") + text.startswith("No changes.")
-        if unchanged != len(setup.stacks):
-            raise SystemExit(f"{case.label}: expected {len(setup.stacks)} plans with no changes, got {unchanged}; "
-                             f"see {log_path}")
+
+    def one(index: int) -> tuple[int, Path, Path]:
+        times_file = setup.work / f"loop-{tag}-{index}-times.txt"
+        times_file.unlink(missing_ok=True)
+        log_path = setup.work / f"loop-{tag}-{index}.log"
+        argv = ["bash", str(LOOP_SCRIPT), what, setup.binary, str(setup.vars_dir), str(times_file), *groups[index]]
+        with log_path.open("wb") as log:
+            proc = subprocess.run(argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+        return proc.returncode, log_path, times_file
+
+    cpu = children_cpu()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=case.parallelism) as pool:
+        done = list(pool.map(one, range(len(groups))))
+    elapsed = time.perf_counter() - start
+    cpu = children_cpu() - cpu
+    unchanged = 0
     per_stack: dict[str, float] = {}
-    for line in times_file.read_text().splitlines():
-        stack, started, ended = line.split()
-        per_stack[stack] = float(ended) - float(started)
+    for code, log_path, times_file in done:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+        if code != 0:
+            raise SystemExit(f"the loop failed (exit {code}); see {log_path}\n{text[-3000:]}")
+        unchanged += text.count("\nNo changes.") + text.startswith("No changes.")
+        for line in times_file.read_text().splitlines():
+            stack, started, ended = line.split()
+            per_stack[stack] = float(ended) - float(started)
+    if what == "plan" and unchanged != len(setup.stacks):
+        raise SystemExit(f"{case.label}: expected {len(setup.stacks)} plans with no changes, got {unchanged}; "
+                         f"see {setup.work}/loop-{tag}-*.log")
     return elapsed, cpu, per_stack
 
 
@@ -317,7 +338,8 @@ def overhead_cases() -> list[RunCase]:
     for mode in ("fresh", "initialised"):
         cases += [RunCase(f"loop: terraform init && plan ({mode})", mode, "loop"),
                   RunCase(f"strata plan -j1 ({mode})", mode, "strata", 1),
-                  RunCase(f"strata plan -j2 ({mode})", mode, "strata", 2)]
+                  RunCase(f"strata plan -j2 ({mode})", mode, "strata", 2),
+                  RunCase(f"reference: 2 loops at a time, one per env/region chain ({mode})", mode, "loops", 2)]
     return cases
 
 
@@ -337,10 +359,10 @@ def measure_overhead(setup: Setup, repeat: int, max_load: float | None = None, m
         if round_:
             wait_for_quiet(max_load, max_wait, loads)
         for case in cases:
-            root = setup.loop_root if case.side == "loop" else setup.strata_root
+            root = setup.strata_root if case.side == "strata" else setup.loop_root
             if case.mode == "fresh":
                 remove_dot_terraform(root, setup.stacks)
-            if case.side == "loop":
+            if case.side in ("loop", "loops"):
                 elapsed, cpu, per_stack = run_loop(setup, case)
             else:
                 elapsed, cpu, per_stack = run_strata_plan(setup, case)
@@ -366,6 +388,8 @@ def overhead_table(cases: list[RunCase], n_stacks: int) -> str:
         paired = median([t / b for t, b in zip(case.times, loop.times, strict=True)])
         if case.side == "loop":
             goal, result = "baseline", "—"
+        elif case.side == "loops":
+            goal, result = "reference", "—"
         else:
             limit = OVERHEAD_GOAL_J1 if case.parallelism == 1 else OVERHEAD_GOAL_J2
             goal = f"≤ {limit:.2f}x"
@@ -395,8 +419,10 @@ def slowest_differences(cases: list[RunCase], mode: str, top: int = 3) -> list[s
 class OutputCase:
     label: str
     run: Callable[[], float]
+    group: str  # "one": one stack's outputs; "all": every stack's
     prepare: Callable[[], None] | None = None
     baseline: bool = False
+    goal: bool = False
     times: list[float] = field(default_factory=list)
 
     @property
@@ -424,57 +450,79 @@ def measure_outputs(setup: Setup, repeat: int) -> tuple[list[OutputCase], str, d
     first_call = time.perf_counter() - first
     if not expected:
         raise SystemExit(f"{stack_path} has no outputs")
+    reader = OutputReader(repo.root)
+    expected_all = {path: reader.outputs(repo.stacks[path]) for path in setup.stacks}
 
-    def in_process() -> float:
-        samples = []
-        for _ in range(IN_PROCESS_CALLS):
-            start = time.perf_counter()
-            OutputReader(repo.root).outputs(stack)
-            samples.append(time.perf_counter() - start)
-        return statistics.median(samples)
+    def values(outputs: dict[str, Any] | None) -> dict[str, Any]:
+        return {k: v.get("value") for k, v in (outputs or {}).items()}
 
-    tf_dir = setup.loop_root / stack_path
+    def in_process(paths: list[str], calls: int) -> Callable[[], float]:
+        chosen = [repo.stacks[p] for p in paths]
+
+        def go() -> float:
+            samples = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                fresh = OutputReader(repo.root)
+                for one in chosen:
+                    fresh.outputs(one)
+                samples.append(time.perf_counter() - start)
+            return statistics.median(samples)
+        return go
+
     tf_env = setup.tf_env
     init = [setup.binary, "init", "-no-color", "-input=false"]
     output = [setup.binary, "output", "-json", "-no-color"]
 
-    def terraform(*argvs: list[str]) -> Callable[[], float]:
+    def terraform(paths: list[str], *argvs: list[str]) -> Callable[[], float]:
         def go() -> float:
+            got: dict[str, dict[str, Any]] = {}
             start = time.perf_counter()
-            last = ""
-            for argv in argvs:
-                proc = subprocess.run(argv, cwd=tf_dir, env=tf_env, capture_output=True, text=True, check=False)
-                if proc.returncode != 0:
-                    raise SystemExit(f"{' '.join(argv)} failed in {tf_dir}: {proc.stdout}{proc.stderr}")
-                last = proc.stdout
+            for path in paths:
+                for argv in argvs:
+                    proc = subprocess.run(argv, cwd=setup.loop_root / path, env=tf_env, capture_output=True,
+                                          text=True, check=False)
+                    if proc.returncode != 0:
+                        raise SystemExit(f"{' '.join(argv)} failed in {path}: {proc.stdout}{proc.stderr}")
+                    if argv is output:
+                        got[path] = json.loads(proc.stdout)
             elapsed = time.perf_counter() - start
-            if argvs[-1] is output:
-                got = {k: v.get("value") for k, v in json.loads(last).items()}
-                if got != {k: v.get("value") for k, v in expected.items()}:
-                    raise SystemExit(f"terraform output differs from strata's reading: {got}")
+            for path, outputs in got.items():
+                if values(outputs) != values(expected_all[path]):
+                    raise SystemExit(f"terraform output of {path} differs from strata's reading: {outputs}")
             return elapsed
         return go
 
-    def cli() -> float:
-        start = time.perf_counter()
-        proc = subprocess.run([*setup.cli, "output", stack_path, "--json"], cwd=setup.strata_root,
-                              env=setup.st_env, capture_output=True, text=True, check=False)
-        elapsed = time.perf_counter() - start
-        if proc.returncode != 0 or json.loads(proc.stdout).get(stack_path) != expected:
-            raise SystemExit(f"strata output failed or differs: {proc.stdout}{proc.stderr}")
-        return elapsed
+    def cli(paths: list[str]) -> Callable[[], float]:
+        def go() -> float:
+            start = time.perf_counter()
+            proc = subprocess.run([*setup.cli, "output", *paths, "--json"], cwd=setup.strata_root,
+                                  env=setup.st_env, capture_output=True, text=True, check=False)
+            elapsed = time.perf_counter() - start
+            shown = json.loads(proc.stdout) if proc.returncode == 0 else None
+            if shown != {p: expected_all[p] for p in (paths or setup.stacks)}:
+                raise SystemExit(f"strata output failed or differs: {proc.stdout[-2000:]}{proc.stderr}")
+            return elapsed
+        return go
 
     def drop() -> None:
-        shutil.rmtree(tf_dir / ".terraform", ignore_errors=True)
+        shutil.rmtree(setup.loop_root / stack_path / ".terraform", ignore_errors=True)
 
+    one, n = [stack_path], len(setup.stacks)
     cases = [
-        OutputCase(f"in-process OutputReader(...).outputs(stack), new reader (median of {IN_PROCESS_CALLS} calls)",
-                   in_process),
-        OutputCase(f"CLI: strata output {stack_path} --json", cli),
-        OutputCase("terraform init && terraform output -json (initialised)", terraform(init, output), baseline=True),
-        OutputCase("terraform init && terraform output -json (fresh: .terraform removed)", terraform(init, output),
-                   prepare=drop),
-        OutputCase("terraform output -json alone (initialised; for reference)", terraform(output)),
+        OutputCase(f"in-process: a new OutputReader(...).outputs(stack) (median of {IN_PROCESS_CALLS} calls)",
+                   in_process(one, IN_PROCESS_CALLS), "one", goal=True),
+        OutputCase(f"CLI: strata output {stack_path} --json", cli(one), "one", goal=True),
+        OutputCase("terraform init && terraform output -json (initialised)", terraform(one, init, output), "one",
+                   baseline=True),
+        OutputCase("terraform init && terraform output -json (fresh: .terraform removed first)",
+                   terraform(one, init, output), "one", prepare=drop),
+        OutputCase("terraform output -json alone (initialised; for reference)", terraform(one, output), "one"),
+        OutputCase(f"in-process: a new OutputReader, outputs of all {n} stacks (median of 20 calls)",
+                   in_process(setup.stacks, 20), "all"),
+        OutputCase(f"CLI: strata output --json (all {n} stacks)", cli([]), "all"),
+        OutputCase(f"terraform init && terraform output -json in each of {n} stacks (initialised)",
+                   terraform(setup.stacks, init, output), "all", baseline=True),
     ]
     rounds = max(repeat, 10)
     for round_ in range(rounds + 1):
@@ -489,19 +537,21 @@ def measure_outputs(setup: Setup, repeat: int) -> tuple[list[OutputCase], str, d
 
 
 def outputs_table(cases: list[OutputCase]) -> str:
-    base = next(c for c in cases if c.baseline)
     lines = ["| case | median (ms) | min (ms) | baseline ÷ case (median) | goal | result |",
              "|---|---:|---:|---:|---|---|"]
-    for i, case in enumerate(cases):
-        speedup = base.median / case.median
-        if case.baseline:
-            goal, result = "baseline", "—"
-        elif i < 2:
-            goal, result = f"≥ {OUTPUT_GOAL:g}x", "pass" if speedup >= OUTPUT_GOAL else "**fail**"
-        else:
-            goal, result = "—", "—"
-        lines.append(f"| {case.label} | {case.median * 1000:.2f} | {case.best * 1000:.2f} | {speedup:.1f}x | "
-                     f"{goal} | {result} |")
+    for group in ("one", "all"):
+        members = [c for c in cases if c.group == group]
+        base = next(c for c in members if c.baseline)
+        for case in members:
+            speedup = base.median / case.median
+            if case.baseline:
+                goal, result = "baseline", "—"
+            elif case.goal:
+                goal, result = f"≥ {OUTPUT_GOAL:g}x", "pass" if speedup >= OUTPUT_GOAL else "**fail**"
+            else:
+                goal, result = "—", "—"
+            lines.append(f"| {case.label} | {case.median * 1000:.2f} | {case.best * 1000:.2f} | {speedup:.1f}x | "
+                         f"{goal} | {result} |")
     return "\n".join(lines)
 
 
@@ -575,13 +625,22 @@ def version_section(setup: Setup, overhead: list[RunCase] | None, outputs: tuple
         out += [f"**1. `strata plan` vs the shell loop**, {n} stacks, {repeat} timed runs each "
                 f"(every plan: no changes; 1-minute load average at the start of the rounds: {shown_loads}):", "",
                 overhead_table(overhead, n), ""]
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         for mode in ("fresh", "initialised"):
             out.append(f"- largest per-stack differences, strata -j1 minus loop ({mode}): "
                        + "; ".join(slowest_differences(overhead, mode)))
+        for mode in ("fresh", "initialised"):
+            loop = next(c for c in overhead if c.side == "loop" and c.mode == mode)
+            for case in (c for c in overhead if c.side != "loop" and c.mode == mode and c.parallelism > 1):
+                floor = median(case.cpu) / min(cpus, case.parallelism)
+                out.append(f"- CPU floor of {case.label}: its {median(case.cpu):.1f} CPU-seconds on "
+                           f"{min(cpus, case.parallelism)} CPUs cannot take less than {floor:.2f} s = "
+                           f"{floor / loop.median:.3f}x the loop's median")
         out.append("")
     if outputs is not None:
         cases, stack_path, extra = outputs
-        out += [f"**2. Reading the outputs of `{stack_path}`**, {extra['rounds']} timed runs each "
+        out += [f"**2. Reading outputs from state**: of one stack (`{stack_path}`, the goal) and of every stack; "
+                f"{extra['rounds']} timed runs each "
                 f"(the first in-process call of the process, which imports the backend module: "
                 f"{extra['first_call'] * 1000:.2f} ms):", "", outputs_table(cases), ""]
     if providers is not None:
