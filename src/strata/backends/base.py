@@ -2,13 +2,24 @@
 
 A backend turns a stack's evaluated ``backend "<type>" {}`` settings into what Terraform needs
 (rendered for the Terraform version in use), says where the state lives (to catch two stacks sharing
-one state), what storage it shares with others, and whether it is encrypted. Later issues add state
-reading, writing and locking to the same interface, one module per type.
+one state), what storage it shares with others, and whether it is encrypted.
+
+Through :meth:`Backend.store` it also opens a stack's state where it lives (:class:`StateStore`):
+read, write, versions, locks. Every store speaks Terraform's own locking protocol for its type, so a
+lock strata holds stops ``terraform apply`` and the other way round. Safety rules that hold for every
+type (lock first, back up first, lineage and serial) live once, in :mod:`strata.state.operations`;
+a store only moves bytes. Adding ``azurerm`` or ``gcs`` means writing one store in their module.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import getpass
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -83,4 +94,179 @@ class Backend:
         None when the stack has no state yet. Backends that cannot be read directly raise
         NotImplementedError, and callers fall back to ``terraform output -json``.
         """
+        return self.store(values, stack_dir, stack_dir).read()
+
+    def store(self, values: dict[str, Any], stack_dir: Path, root: Path) -> StateStore:
+        """The stack's state where it lives. ``stack_dir`` resolves relative paths; ``root`` is the
+        repository (strata keeps its own history and backups under ``root/.strata``).
+
+        Raises NotImplementedError for types strata cannot open itself yet.
+        """
+        raise NotImplementedError(f"strata cannot open {self.name} state by itself yet")
+
+
+# -- state stores --------------------------------------------------------------------------------------
+
+
+class BackendError(Exception):
+    """The backend could not be reached or refused (no such bucket, access denied, not JSON...).
+
+    The message says what failed in the backend's words; callers add the stack.
+    """
+
+
+class StateLocked(BackendError):
+    """Someone else holds the state's lock."""
+
+    def __init__(self, holder: LockInfo | None, where: str) -> None:
+        who = holder.describe() if holder else "unknown holder"
+        super().__init__(f"the state at {where} is locked by {who}")
+        self.holder = holder
+
+
+@dataclass(slots=True)
+class LockInfo:
+    """Terraform's lock record (statemgr.LockInfo: the JSON keys are the Go field names).
+
+    ``holder`` carries what the backend itself knows about the holder beyond Terraform's record
+    (the pg session's pid and client address, the local lock's state), for display only.
+    """
+
+    id: str
+    operation: str
+    who: str
+    version: str
+    created: str
+    path: str = ""
+    info: str = ""
+    holder: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, operation: str, path: str = "") -> LockInfo:
+        """A lock record for this process. ``Info`` carries strata's pid and host so a lock can be
+        recognised as a live local process's."""
+        from strata import __version__
+
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        info = json.dumps({"tool": "strata", "pid": os.getpid(), "host": socket.gethostname()})
+        return cls(str(uuid.uuid4()), operation, f"{_user()}@{socket.gethostname()}", f"strata {__version__}",
+                   created, path, info)
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> LockInfo:
+        raw = json.loads(data)
+        if not isinstance(raw, dict):
+            raise ValueError("lock info is not a JSON object")
+        return cls(str(raw.get("ID", "")), str(raw.get("Operation", "")), str(raw.get("Who", "")),
+                   str(raw.get("Version", "")), str(raw.get("Created", "")), str(raw.get("Path", "")),
+                   str(raw.get("Info", "")))
+
+    def to_json(self) -> str:
+        return json.dumps({"ID": self.id, "Operation": self.operation, "Info": self.info, "Who": self.who,
+                           "Version": self.version, "Created": self.created, "Path": self.path})
+
+    def strata_pid(self) -> int | None:
+        """The pid of the strata process that holds the lock, when strata took it on this host."""
+        try:
+            info = json.loads(self.info)
+        except ValueError:
+            return None
+        if isinstance(info, dict) and info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
+            return int(info["pid"])
+        return None
+
+    def describe(self) -> str:
+        parts = [self.who or "someone", f"since {self.created}" if self.created else "",
+                 f"({self.operation})" if self.operation else "", f"lock ID {self.id}" if self.id else ""]
+        return " ".join(p for p in parts if p)
+
+    def to_report(self) -> dict[str, Any]:
+        return {"id": self.id, "operation": self.operation, "who": self.who, "version": self.version,
+                "created": self.created, "path": self.path, "info": self.info, **self.holder}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+@dataclass(frozen=True, slots=True)
+class StateVersion:
+    """One version of a state: an S3 object version, or an entry of strata's own history."""
+
+    id: str
+    modified: datetime | None
+    size: int
+    current: bool = False
+    kind: str = "history"  # "s3-version" | "history"
+
+
+@dataclass(frozen=True, slots=True)
+class StateObject:
+    """What a listing shows about the current state without reading it (size, last modified)."""
+
+    size: int
+    modified: datetime | None
+
+
+class StateStore:
+    """One stack's state in its backend: bytes in, bytes out, and Terraform's lock for it.
+
+    Stores do no safety checks of their own (see :mod:`strata.state.operations`): ``write`` is called
+    only with the lock held, and it must leave the state where Terraform reads it exactly as Terraform
+    would after its own write (the s3 store updates the DynamoDB ``-md5`` digest item).
+    """
+
+    backend: str = ""
+    where: str = ""  # human-readable location, e.g. "s3://bucket/key" (used in every message)
+
+    def read(self) -> bytes | None:
+        """The current state bytes; None when there is no state (missing or empty)."""
         raise NotImplementedError
+
+    def stat(self) -> StateObject | None:
+        """Size and last-modified time of the current state, None when there is none."""
+        data = self.read()
+        return None if data is None else StateObject(len(data), None)
+
+    def write(self, data: bytes) -> None:
+        """Replace the current state. The caller holds the lock (:meth:`lock`)."""
+        raise NotImplementedError
+
+    def lock(self, info: LockInfo) -> None:
+        """Take Terraform's lock for this state, or raise :class:`StateLocked` naming the holder."""
+        raise NotImplementedError
+
+    def unlock(self, info: LockInfo) -> None:
+        """Release a lock this process took with :meth:`lock`."""
+        raise NotImplementedError
+
+    def current_lock(self) -> LockInfo | None:
+        """Who holds the lock now (any process), or None."""
+        raise NotImplementedError
+
+    def force_unlock(self, holder: LockInfo) -> None:
+        """Remove someone else's lock (``strata unlock``); ``holder`` is what :meth:`current_lock` gave."""
+        raise NotImplementedError
+
+    def versions(self) -> list[StateVersion]:
+        """Every version strata can see, newest first (S3 object versions, or strata's own history)."""
+        raise NotImplementedError
+
+    def read_version(self, version_id: str) -> bytes:
+        """The bytes of one version from :meth:`versions`; BackendError when there is no such version."""
+        raise NotImplementedError
+
+    def remember(self, data: bytes, operation: str) -> None:
+        """Record ``data`` in strata's own history (backends without native versions); a no-op for S3."""
+
+    def close(self) -> None:
+        """Release connections (pg); stores are also context managers."""
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -6,12 +6,32 @@ This is strata's embedded default: with no cloud at all, every stack still gets 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import os
 import posixpath
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from strata.backends.base import Backend, Problem
+from strata.backends.base import (
+    Backend,
+    BackendError,
+    LockInfo,
+    Problem,
+    StateLocked,
+    StateObject,
+    StateStore,
+    StateVersion,
+)
 from strata.terraform.version import Version
+
+# POSIX record locks belong to the process: a second lock from this process would succeed, and closing
+# any descriptor of the file drops the lock. So strata keeps one descriptor per locked file, here.
+_held: dict[str, int] = {}
+_held_guard = threading.Lock()
 
 
 class LocalBackend(Backend):
@@ -38,13 +58,199 @@ class LocalBackend(Backend):
     def encryption_problem(self, values: dict[str, Any]) -> str | None:
         return "local state files are not encrypted"
 
-    def read_state(self, values: dict[str, Any], stack_dir: Path) -> bytes | None:
-        path = stack_dir / str(values.get("path", "terraform.tfstate"))
+    def store(self, values: dict[str, Any], stack_dir: Path, root: Path) -> LocalStore:
+        path = Path(os.path.normpath(stack_dir / str(values.get("path", "terraform.tfstate"))))
+        return LocalStore(path, root)
+
+
+class LocalStore(StateStore):
+    """A state file, locked the way Terraform's local backend locks it: an fcntl write lock on the file
+    itself plus ``.<name>.lock.info`` beside it (statemgr/filesystem.go). strata's own history of the
+    file's versions is kept under ``.strata/history/``.
+    """
+
+    backend = "local"
+
+    def __init__(self, path: Path, root: Path) -> None:
+        self.path = path
+        self.root = root
         try:
-            data = path.read_bytes()
+            self.where = str(path.relative_to(Path.cwd()))
+        except ValueError:
+            self.where = str(path)
+        try:
+            rel = path.relative_to(root)
+            self.history_dir = root / ".strata" / "history" / "local" / rel
+        except ValueError:
+            self.history_dir = root / ".strata" / "history" / "local" / "_outside" / path.as_posix().lstrip("/")
+
+    @property
+    def info_path(self) -> Path:
+        return self.path.parent / f".{self.path.name}.lock.info"
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def read(self) -> bytes | None:
+        with _held_guard:
+            fd = _held.get(str(self.path))
+        if fd is not None:  # read through the locked descriptor: opening another would drop the lock
+            size = os.fstat(fd).st_size
+            data = os.pread(fd, size, 0)
+        else:
+            try:
+                data = self.path.read_bytes()
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise BackendError(f"cannot read {self.where}: {exc.strerror}") from None
+        return data or None
+
+    def stat(self) -> StateObject | None:
+        try:
+            st = self.path.stat()
         except FileNotFoundError:
             return None
-        return data or None
+        if st.st_size == 0:
+            return None
+        return StateObject(st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def write(self, data: bytes) -> None:
+        with _held_guard:
+            fd = _held.get(str(self.path))
+        if fd is None:
+            raise BackendError(f"internal error: writing {self.where} without its lock")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        os.fsync(fd)
+
+    # -- locks ---------------------------------------------------------------------------------------
+
+    def lock(self, info: LockInfo) -> None:
+        key = str(self.path)
+        with _held_guard:
+            if key in _held:
+                raise StateLocked(self._read_info(), self.where)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise BackendError(f"cannot open {self.where}: {exc.strerror}") from None
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise StateLocked(self._read_info(), self.where) from None
+            _held[key] = fd
+        info.path = key
+        try:
+            self.info_path.write_text(info.to_json())
+        except OSError as exc:
+            self.unlock(info)
+            raise BackendError(f"cannot write the lock info {self.info_path}: {exc.strerror}") from None
+
+    def unlock(self, info: LockInfo) -> None:
+        with _held_guard:
+            fd = _held.pop(str(self.path), None)
+        with contextlib.suppress(FileNotFoundError):
+            self.info_path.unlink()
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.lockf(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _read_info(self) -> LockInfo | None:
+        try:
+            return LockInfo.from_json(self.info_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def _held_elsewhere(self) -> bool:
+        """Whether another process holds the fcntl lock on the state file right now."""
+        with _held_guard:
+            if str(self.path) in _held:
+                return True
+            try:
+                fd = os.open(self.path, os.O_RDWR)
+            except OSError:
+                return False
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            finally:
+                os.close(fd)  # closing drops the probe lock
+            return False
+
+    def current_lock(self) -> LockInfo | None:
+        info = self._read_info()
+        live = self._held_elsewhere()
+        if info is None and not live:
+            return None
+        if info is None:
+            info = LockInfo("", "", "unknown (no lock info file)", "", "")
+        info.holder["state"] = "held" if live else "stale: no process holds the file lock"
+        info.holder["live"] = live
+        return info
+
+    def force_unlock(self, holder: LockInfo) -> None:
+        if self._held_elsewhere():
+            raise BackendError(f"{self.where} is locked by a running process; it releases the lock when it ends")
+        with contextlib.suppress(FileNotFoundError):
+            self.info_path.unlink()
+
+    # -- history -------------------------------------------------------------------------------------
+
+    def remember(self, data: bytes, operation: str) -> None:
+        remember_file(self.history_dir, data, operation)
+
+    def versions(self) -> list[StateVersion]:
+        current = self.read()
+        return file_versions(self.history_dir, current)
+
+    def read_version(self, version_id: str) -> bytes:
+        return read_file_version(self.history_dir, version_id, self.where)
+
+
+# strata's history of a state kept as files: <dir>/<UTC time>-<sha256 prefix>.tfstate (newest sorts last)
+
+
+def remember_file(history_dir: Path, data: bytes, operation: str) -> None:
+    """Keep ``data`` as a version unless the newest kept version has the same bytes."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    existing = sorted(history_dir.glob("*.tfstate")) if history_dir.is_dir() else []
+    if any(p.stem.endswith(digest) for p in existing):
+        return
+    history_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = history_dir / f"{stamp}-{digest}.tfstate"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+
+
+def file_versions(history_dir: Path, current: bytes | None) -> list[StateVersion]:
+    if not history_dir.is_dir():
+        return []
+    digest = hashlib.sha256(current).hexdigest()[:16] if current else None
+    out = []
+    for p in sorted(history_dir.glob("*.tfstate"), reverse=True):
+        stamp = p.stem.split("-", 1)[0]
+        try:
+            when = datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+        except ValueError:
+            when = None
+        out.append(StateVersion(p.stem, when, p.stat().st_size, current=digest is not None and
+                                p.stem.endswith(digest), kind="history"))
+    return out
+
+
+def read_file_version(history_dir: Path, version_id: str, where: str) -> bytes:
+    if "/" in version_id or version_id.startswith("."):
+        raise BackendError(f"no version {version_id!r} of {where}")
+    try:
+        return (history_dir / f"{version_id}.tfstate").read_bytes()
+    except FileNotFoundError:
+        raise BackendError(f"no version {version_id!r} of {where} (see `strata state versions`)") from None
 
 
 BACKEND = LocalBackend()

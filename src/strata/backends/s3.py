@@ -45,6 +45,40 @@ def _duration_to_seconds(value: Any) -> Any:
     return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
+def aws_client(values: dict[str, Any], service: str) -> Any:
+    """A boto3 client for ``service`` configured from a stack's s3 backend settings.
+
+    Region, credentials (static keys or profile, else boto3's usual chain) and endpoints come from the
+    backend block (either spelling): ``endpoints.s3``/``endpoint`` for S3, ``endpoints.dynamodb``/
+    ``dynamodb_endpoint`` for DynamoDB, ``endpoints.sts`` for STS. Services the s3 backend has no
+    endpoint setting for (KMS) follow boto3's own ``AWS_ENDPOINT_URL_<SERVICE>``/``AWS_ENDPOINT_URL``
+    environment variables, as do the others when the block sets none. boto3 is imported here only
+    (``pip install 'strata[aws]'``).
+    """
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        from strata.errors import StrataError
+
+        raise StrataError("the s3 backend needs boto3: pip install 'strata[aws]'") from None
+    norm = BACKEND.normalize(values)
+    endpoints = norm.get("endpoints") if isinstance(norm.get("endpoints"), dict) else {}
+    assert isinstance(endpoints, dict)
+    kwargs: dict[str, Any] = {"region_name": norm.get("region")}
+    if endpoints.get(service):
+        kwargs["endpoint_url"] = endpoints[service]
+    if norm.get("access_key") and norm.get("secret_key"):
+        kwargs.update(aws_access_key_id=norm["access_key"], aws_secret_access_key=norm["secret_key"],
+                      aws_session_token=norm.get("token"))
+    s3_options: Any = {"addressing_style": "path"} if norm.get("use_path_style") else {}
+    config = Config(retries={"max_attempts": int(norm.get("max_retries", 3) or 3), "mode": "standard"},
+                    connect_timeout=5, read_timeout=30, s3=s3_options)
+    session = boto3.session.Session(profile_name=norm["profile"]) if norm.get("profile") else boto3.session.Session()
+    make: Any = session.client  # the service name is a runtime value here, not a literal
+    return make(service, config=config, **kwargs)
+
+
 class S3Backend(Backend):
     name = "s3"
     cloud = "aws"
