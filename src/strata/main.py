@@ -203,11 +203,13 @@ def plan_command(ws: Any, /, detailed_exitcode: bool, save_plans: bool, **kwargs
 @selection_options
 @run_options
 @click.option("--plan", "saved_plans", is_flag=True, help="Apply the plans saved by `strata plan --out`.")
+@click.option("--bootstrap", "bootstrap_first", is_flag=True,
+              help="First create (or repair) the backends the stacks need, as `strata bootstrap` does.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
-def apply_command(ws: Any, /, saved_plans: bool, yes: bool, **kwargs: Any) -> int:
+def apply_command(ws: Any, /, saved_plans: bool, bootstrap_first: bool, yes: bool, **kwargs: Any) -> int:
     """Apply the selected stacks in dependency order."""
-    return _run(ws, "apply", kwargs, saved_plans=saved_plans, yes=yes)
+    return _run(ws, "apply", kwargs, saved_plans=saved_plans, yes=yes, bootstrap=bootstrap_first)
 
 
 @cli.command("destroy")
@@ -272,6 +274,143 @@ def output_command(ws: Any, /, as_json: bool, **kwargs: Any) -> int:
     from strata.commands import output
 
     return output.run(ws, _selection(kwargs), as_json=as_json)
+
+
+@cli.command("bootstrap")
+@selection_options
+@click.option("--dry-run", is_flag=True, help="Only report what would be created or repaired; change nothing.")
+@click.option("--emit-terraform", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Write the backend as a Terraform stack in DIR instead of creating it.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.pass_obj
+def bootstrap_command(ws: Any, /, dry_run: bool, emit_terraform: Path | None, as_json: bool, **kwargs: Any) -> int:
+    """Create the backends the selected stacks need (S3 + DynamoDB + KMS, PostgreSQL), idempotently."""
+    from strata.commands import bootstrap
+
+    return bootstrap.run(ws, _selection(kwargs), dry_run=dry_run, emit_terraform=emit_terraform, as_json=as_json)
+
+
+@cli.group("state")
+def state_group() -> None:
+    """Inspect, back up, verify, restore and replicate the stacks' states (local, s3, pg)."""
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_lock_timeout_option = click.option("--lock-timeout", default="0s", show_default=True, metavar="DURATION",
+                                    help="How long to wait for a state lock held by someone else.")
+
+
+@state_group.command("ls")
+@selection_options
+@_json_option
+@click.pass_obj
+def state_ls_command(ws: Any, /, as_json: bool, **kwargs: Any) -> int:
+    """Per stack: serial, lineage, resources, size, last modified, lock."""
+    from strata.commands import state
+
+    return state.ls(ws, _selection(kwargs), as_json=as_json)
+
+
+@state_group.command("pull")
+@click.argument("stack")
+@click.option("--version", "version", metavar="ID",
+              help="A version from `strata state versions` instead of the current.")
+@click.pass_obj
+def state_pull_command(ws: Any, /, stack: str, version: str | None) -> int:
+    """Print a stack's state, as stored."""
+    from strata.commands import state
+
+    return state.pull(ws, stack, version=version)
+
+
+@state_group.command("versions")
+@click.argument("stack")
+@_json_option
+@click.pass_obj
+def state_versions_command(ws: Any, /, stack: str, as_json: bool) -> int:
+    """List a stack's state versions (S3 object versions; strata's history for local and pg)."""
+    from strata.commands import state
+
+    return state.versions(ws, stack, as_json=as_json)
+
+
+@state_group.command("restore")
+@click.argument("stack")
+@click.option("--version", "version", required=True, metavar="ID", help="The version to make current again.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_lock_timeout_option
+@_json_option
+@click.pass_obj
+def state_restore_command(ws: Any, /, stack: str, version: str, yes: bool, lock_timeout: str, as_json: bool) -> int:
+    """Make an older version current again (backs up first, keeps the lineage, serial above the current)."""
+    from strata.commands import state
+
+    return state.restore(ws, stack, version=version, yes=yes, lock_timeout=lock_timeout, as_json=as_json)
+
+
+@state_group.command("backup")
+@selection_options
+@click.option("--to", "to", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="Where the backup goes.")
+@_json_option
+@click.pass_obj
+def state_backup_command(ws: Any, /, to: str, as_json: bool, **kwargs: Any) -> int:
+    """Copy the selected states with a manifest (stack, key, version, serial, lineage, sha256)."""
+    from strata.commands import state
+
+    return state.backup(ws, _selection(kwargs), to=to, as_json=as_json)
+
+
+@state_group.command("verify")
+@selection_options
+@click.option("--from", "source", metavar="DIR|s3://BUCKET/PREFIX", help="Check a backup instead of the live states.")
+@_json_option
+@click.pass_obj
+def state_verify_command(ws: Any, /, source: str | None, as_json: bool, **kwargs: Any) -> int:
+    """Check states (or a backup): parse, version 4, lineage, serials never go down, checksums match."""
+    from strata.commands import state
+
+    return state.verify(ws, _selection(kwargs), source=source, as_json=as_json)
+
+
+@state_group.command("replicate")
+@selection_options
+@click.option("--to-region", required=True, metavar="REGION", help="The disaster-recovery region.")
+@click.option("--emit-replication-config", "emit_config", is_flag=True,
+              help="Print the S3 replication configuration for continuous replication instead of copying.")
+@click.option("--role-arn", metavar="ARN", help="With --emit-replication-config: the IAM role S3 replicates as.")
+@_lock_timeout_option
+@_json_option
+@click.pass_obj
+def state_replicate_command(ws: Any, /, to_region: str, emit_config: bool, role_arn: str | None, lock_timeout: str,
+                            as_json: bool, **kwargs: Any) -> int:
+    """Copy the current states to the DR region's backend and verify their checksums."""
+    from strata.commands import state
+
+    return state.replicate(ws, _selection(kwargs), to_region=to_region, emit_config=emit_config,
+                           role_arn=role_arn, lock_timeout=lock_timeout, as_json=as_json)
+
+
+@cli.command("locks")
+@selection_options
+@_json_option
+@click.pass_obj
+def locks_command(ws: Any, /, as_json: bool, **kwargs: Any) -> int:
+    """Who holds which state lock, since when (DynamoDB, S3 lock files, pg sessions, local files)."""
+    from strata.commands import locks
+
+    return locks.run(ws, _selection(kwargs), as_json=as_json)
+
+
+@cli.command("unlock")
+@click.argument("stack")
+@click.option("--lock-id", metavar="ID", help="Only remove the lock if it has this ID.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def unlock_command(ws: Any, /, stack: str, lock_id: str | None, yes: bool) -> int:
+    """Remove a stack's lock left by a process that died (refused while the holder runs here)."""
+    from strata.commands import locks
+
+    return locks.unlock(ws, stack, yes=yes, lock_id=lock_id)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

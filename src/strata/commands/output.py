@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from strata.commands.run import select
-from strata.model.selection import Selection
+from strata.model.selection import Selection, select
 from strata.output import out, print_json
 from strata.run.outputs import OutputReader
 from strata.workspace import Workspace
@@ -15,7 +14,7 @@ from strata.workspace import Workspace
 def run(ws: Workspace, selection: Selection, *, as_json: bool) -> int:
     repo = ws.repository()
     repo.require_valid()
-    stacks = select(ws, repo, selection, dependencies=False, dependents=False)
+    stacks = select(repo, selection, ws.cwd)
     reader = OutputReader(repo.root)
     result: dict[str, dict[str, Any] | None] = {}
     for stack in stacks:

@@ -9,7 +9,7 @@ from pathlib import Path
 from strata import generate as gen
 from strata.errors import ProblemsFound, UsageError
 from strata.model.repository import Repository
-from strata.model.selection import Selection
+from strata.model.selection import Selection, select
 from strata.model.stack import Stack
 from strata.output import color_enabled, err
 from strata.run import report as reporting
@@ -17,14 +17,6 @@ from strata.run.display import Display, LiveView, PrefixedLines
 from strata.run.engine import Runner, RunOptions
 from strata.validate import validate
 from strata.workspace import Workspace
-
-
-def select(ws: Workspace, repo: Repository, selection: Selection, *, dependencies: bool,
-           dependents: bool) -> list[Stack]:
-    chosen = {s.path for s in selection.apply(repo, ws.cwd)}
-    if dependencies or dependents:
-        chosen = repo.graph.closure(chosen, dependencies=dependencies, dependents=dependents)
-    return [repo.stacks[p] for p in sorted(chosen)]
 
 
 def prepare(ws: Workspace, repo: Repository, stacks: list[Stack]) -> None:
@@ -54,15 +46,24 @@ def confirm(command: str, stacks: list[Stack], yes: bool) -> None:
 
 def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dependencies: bool = False,
         include_dependents: bool = False, yes: bool = False, detailed_exitcode: bool = False,
-        json_report: Path | None = None, quiet: bool = False) -> int:
+        json_report: Path | None = None, quiet: bool = False, bootstrap: bool = False) -> int:
     repo = ws.repository()
     repo.require_valid()
-    stacks = select(ws, repo, selection, dependencies=include_dependencies, dependents=include_dependents)
+    stacks = select(repo, selection, ws.cwd, dependencies=include_dependencies, dependents=include_dependents)
     if not stacks:
         err("no stacks selected")
         return 0
     binary = ws.terraform()
     prepare(ws, repo, stacks)
+    if bootstrap:
+        from strata.commands.bootstrap import bootstrap as create_backends
+        from strata.commands.bootstrap import targets_for
+
+        needed = repo.graph.closure({s.path for s in stacks}, dependencies=True)
+        changes = create_backends(targets_for(ws, [repo.stacks[p] for p in sorted(needed)]), dry_run=False)
+        made = [c for c in changes if c.action in ("created", "changed")]
+        err(f"backends ready: {len(made)} resource(s) created or repaired, "
+            f"{len(changes) - len(made)} already in place")
     if options.command in ("apply", "destroy") and not options.saved_plans:
         confirm(options.command, stacks, yes)
     display: Display

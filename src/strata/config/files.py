@@ -16,9 +16,13 @@ from strata.errors import ConfigError, Source
 DIMENSIONS = ("cloud", "account_id", "environment", "region", "layer", "client")
 
 TOP_ATTRIBUTES = frozenset({*DIMENSIONS, "inputs", "dependencies"})
-TOP_BLOCKS = frozenset({"strata", "locals", "backend", "stack", "dependency"})
+TOP_BLOCKS = frozenset({"strata", "locals", "backend", "bootstrap", "stack", "dependency"})
 STACK_ATTRIBUTES = frozenset({"name", "description", "tags"})
 DEPENDENCY_ATTRIBUTES = frozenset({"path", "mock_outputs"})
+# How `strata bootstrap` builds the backend (inherited and merged like backend settings; deeper wins).
+BOOTSTRAP_ATTRIBUTES = frozenset({
+    "noncurrent_version_days", "access_log_bucket", "kms_key_alias", "tags", "dr_region",
+})
 SETTINGS_ATTRIBUTES = frozenset({
     "terraform_binary", "layers", "infer_dimensions", "environment_names", "production_environments",
     "state_dir", "cidr_inputs", "network_scope", "backend_file", "inputs_file",
@@ -57,6 +61,7 @@ class ConfigFile:
     locals: dict[str, ast.Attribute] = field(default_factory=dict)
     dimensions: dict[str, ast.Attribute] = field(default_factory=dict)
     backend: BackendDecl | None = None
+    bootstrap: StackDecl | None = None
     stack: StackDecl | None = None
     inputs: ast.Attribute | None = None
     dependencies: list[DependencyDecl] = field(default_factory=list)
@@ -114,6 +119,16 @@ def decode(body: ast.Body, directory: str, display: str, absdir: str) -> tuple[C
                 err(f"nested blocks are not supported in a backend block ({b.type!r}); "
                     f"write it as an attribute: {b.type} = {{ ... }}", b.line)
             cfg.backend = BackendDecl(block.labels[0], {a.name: a for a in block.body.attributes}, block.line)
+        elif kind == "bootstrap":
+            if block.labels:
+                err("the bootstrap block takes no labels", block.line)
+            if cfg.bootstrap is not None:
+                err(f"a second bootstrap block in this file (the first is at line {cfg.bootstrap.line})",
+                    block.line)
+                continue
+            _check_names(block, BOOTSTRAP_ATTRIBUTES, "the bootstrap block", err)
+            cfg.bootstrap = StackDecl({a.name: a for a in block.body.attributes if a.name in BOOTSTRAP_ATTRIBUTES},
+                                      block.line)
         elif kind == "stack":
             if block.labels:
                 err("a stack block takes no labels; set its name with name = \"...\"", block.line)

@@ -297,6 +297,7 @@ class _StackBuilder:
         stack.dependencies = self._dependencies()
         backend = self.attempt(self._backend, stack.state_key)
         stack.backend = None if backend is FAILED else backend
+        stack.bootstrap = self._bootstrap()
         stack.inputs = self._inputs(stack)
         stack.read_files = frozenset(self.reads)
         return stack, self.errors
@@ -429,6 +430,19 @@ class _StackBuilder:
             if name not in settings:
                 settings[name] = Setting(value, Source(note="default"))
         return BackendConfig(backend_type, settings, block_source)
+
+    def _bootstrap(self) -> dict[str, Setting]:
+        attrs: dict[str, tuple[ast.Attribute, ConfigFile]] = {}
+        for cfg in self.chain:
+            if cfg.bootstrap is not None:
+                for name, attr in cfg.bootstrap.attributes.items():
+                    attrs[name] = (attr, cfg)
+        out: dict[str, Setting] = {}
+        for name, (attr, cfg) in attrs.items():
+            value = self.attempt(evaluate, attr.expr, self.context(cfg))
+            if value is not FAILED:
+                out[name] = Setting(value, cfg.source(attr.line))
+        return out
 
     # -- inputs --------------------------------------------------------------------------------------
 

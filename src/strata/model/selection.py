@@ -100,3 +100,12 @@ def _as_repo_path(arg: str, root: Path, cwd: Path) -> str | None:
     except ValueError:
         return None
     return "" if rel == "." else rel
+
+
+def select(repo: Repository, selection: Selection, cwd: Path, *, dependencies: bool = False,
+           dependents: bool = False) -> list[Stack]:
+    """The selected stacks by path, with what they depend on and/or what depends on them when asked."""
+    chosen = {s.path for s in selection.apply(repo, cwd)}
+    if dependencies or dependents:
+        chosen = repo.graph.closure(chosen, dependencies=dependencies, dependents=dependents)
+    return [repo.stacks[p] for p in sorted(chosen)]

@@ -82,6 +82,7 @@ class Stack:
     inputs: dict[str, Setting] = field(default_factory=dict)
     dependencies: list[Dependency] = field(default_factory=list)
     backend: BackendConfig | None = None
+    bootstrap: dict[str, Setting] = field(default_factory=dict)  # how `strata bootstrap` builds the backend
     state_key: str = ""  # the default state key, before any override
     config_chain: tuple[str, ...] = ()  # the strata.hcl files it inherits, root first (display paths)
     read_files: frozenset[str] = frozenset()  # files read through file() while evaluating it
