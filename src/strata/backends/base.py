@@ -94,7 +94,8 @@ class Backend:
         None when the stack has no state yet. Backends that cannot be read directly raise
         NotImplementedError, and callers fall back to ``terraform output -json``.
         """
-        return self.store(values, stack_dir, stack_dir).read()
+        with self.store(values, stack_dir, stack_dir) as store:
+            return store.read()
 
     def store(self, values: dict[str, Any], stack_dir: Path, root: Path) -> StateStore:
         """The stack's state where it lives. ``stack_dir`` resolves relative paths; ``root`` is the

@@ -7,10 +7,27 @@ use understands: flat ``endpoint``/``dynamodb_endpoint``/``force_path_style`` be
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
+import hashlib
+import os
 import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from strata.backends.base import Backend, Problem
+from strata.backends.base import (
+    Backend,
+    BackendError,
+    LockInfo,
+    Problem,
+    StateLocked,
+    StateObject,
+    StateStore,
+    StateVersion,
+)
 from strata.terraform.version import (
     S3_ENDPOINTS_BLOCK,
     S3_SKIP_REQUESTING_ACCOUNT_ID,
@@ -52,8 +69,10 @@ def aws_client(values: dict[str, Any], service: str) -> Any:
     backend block (either spelling): ``endpoints.s3``/``endpoint`` for S3, ``endpoints.dynamodb``/
     ``dynamodb_endpoint`` for DynamoDB, ``endpoints.sts`` for STS. Services the s3 backend has no
     endpoint setting for (KMS) follow boto3's own ``AWS_ENDPOINT_URL_<SERVICE>``/``AWS_ENDPOINT_URL``
-    environment variables, as do the others when the block sets none. boto3 is imported here only
-    (``pip install 'strata[aws]'``).
+    environment variables, as do the others when the block sets none. ``skip_s3_checksum`` turns off
+    the optional request checksums (as Terraform does), ``insecure``/``custom_ca_bundle`` set TLS
+    verification. Timeouts are short and retries few, so an unreachable endpoint fails in seconds.
+    boto3 is imported here only (``pip install 'strata[aws]'``).
     """
     try:
         import boto3
@@ -71,9 +90,22 @@ def aws_client(values: dict[str, Any], service: str) -> Any:
     if norm.get("access_key") and norm.get("secret_key"):
         kwargs.update(aws_access_key_id=norm["access_key"], aws_secret_access_key=norm["secret_key"],
                       aws_session_token=norm.get("token"))
+    if norm.get("insecure") is True:
+        kwargs["verify"] = False
+    elif isinstance(norm.get("custom_ca_bundle"), str) and norm["custom_ca_bundle"]:
+        kwargs["verify"] = norm["custom_ca_bundle"]
     s3_options: Any = {"addressing_style": "path"} if norm.get("use_path_style") else {}
-    config = Config(retries={"max_attempts": int(norm.get("max_retries", 3) or 3), "mode": "standard"},
-                    connect_timeout=5, read_timeout=30, s3=s3_options)
+    options: dict[str, Any] = {}
+    if norm.get("skip_s3_checksum") is True:  # S3-compatible stores that refuse the checksum headers
+        options.update(request_checksum_calculation="when_required", response_checksum_validation="when_required")
+    try:
+        attempts = max(1, int(norm.get("max_retries", 3)))
+    except (TypeError, ValueError):
+        attempts = 3
+    # A refused connection is retried with a sub-second backoff, so it fails within about a second; a
+    # silent endpoint costs connect_timeout per attempt.
+    config = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=5, read_timeout=30,
+                    s3=s3_options, **options)
     session = boto3.session.Session(profile_name=norm["profile"]) if norm.get("profile") else boto3.session.Session()
     make: Any = session.client  # the service name is a runtime value here, not a literal
     return make(service, config=config, **kwargs)
@@ -201,6 +233,417 @@ class S3Backend(Backend):
         if values.get("encrypt") is not True:
             return "encrypt is not true"
         return None
+
+    def store(self, values: dict[str, Any], stack_dir: Path, root: Path) -> S3Store:
+        return S3Store(values)
+
+
+# -- the state store ---------------------------------------------------------------------------------------
+
+_CREDENTIAL_CODES = frozenset({
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId", "UnrecognizedClientException",
+    "ExpiredToken", "ExpiredTokenException", "InvalidToken", "TokenRefreshRequired", "AuthFailure",
+    "MissingAuthenticationToken", "MissingAuthenticationTokenException", "IncompleteSignature",
+    "IncompleteSignatureException", "InvalidSignatureException",
+})
+_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "Forbidden", "403", "AllAccessDisabled"})
+_NO_VERSION_CODES = frozenset({"NoSuchVersion", "NoSuchKey", "MethodNotAllowed", "404", "NotFound"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_XML_FIELD = re.compile(r"<(Code|Message)>([^<]*)</\1>")
+LOCK_FILE_SUFFIX = ".tflock"
+DIGEST_SUFFIX = "-md5"
+
+
+def aws_error(exc: Exception) -> tuple[str, str]:
+    """(code, message) of a botocore ClientError; servers that answer a JSON-protocol call with an XML
+    error body (moto for DynamoDB, some proxies) have the code and message read out of the XML."""
+    error = getattr(exc, "response", {}).get("Error", {}) or {}
+    code, message = str(error.get("Code") or ""), str(error.get("Message") or "")
+    if "<Code>" in message:
+        fields = dict(_XML_FIELD.findall(message))
+        code, message = fields.get("Code", code), fields.get("Message", message)
+    status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if not code and status:
+        code = str(status)
+    return code, message or code
+
+
+def _is_client_error(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError)
+
+
+class S3Store(StateStore):
+    """A state object in S3, locked the way Terraform's s3 backend locks it: a DynamoDB item
+    ``{LockID: "<bucket>/<key>", Info: <LockInfo JSON>}`` (``dynamodb_table``) and/or an S3 object
+    ``<key>.tflock`` written with ``If-None-Match: *`` (``use_lockfile``, Terraform >= 1.10); both when both
+    are set, the lock file first. Every write also updates the DynamoDB digest item ``<bucket>/<key>-md5``
+    that Terraform checks on read. Versions are the bucket's object versions.
+    """
+
+    backend = "s3"
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = BACKEND.normalize(values)
+        bucket, key = self.values.get("bucket"), self.values.get("key")
+        if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
+            raise BackendError("the s3 backend needs bucket and key")
+        self.bucket, self.key = bucket, key
+        self.where = f"s3://{bucket}/{key}"
+        table = self.values.get("dynamodb_table")
+        self.table: str | None = table if isinstance(table, str) and table else None
+        self.use_lockfile = self.values.get("use_lockfile") is True
+        self.lock_path = f"{bucket}/{key}"  # the lock item's LockID and the Path in the LockInfo
+        self.lock_key = f"{key}{LOCK_FILE_SUFFIX}"
+        self._clients: dict[str, Any] = {}
+
+    # -- clients and errors ----------------------------------------------------------------------------
+
+    def _client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = aws_client(self.values, service)
+        return self._clients[service]
+
+    @property
+    def s3(self) -> Any:
+        return self._client("s3")
+
+    @property
+    def dynamodb(self) -> Any:
+        return self._client("dynamodb")
+
+    def _endpoint(self, service: str) -> str:
+        client = self._clients.get(service)
+        url = getattr(getattr(client, "meta", None), "endpoint_url", None)
+        return str(url) if url else f"{service} (default endpoint)"
+
+    @contextlib.contextmanager
+    def _calling(self, action: str, service: str = "s3") -> Iterator[None]:
+        """Turn every botocore failure inside the block into a BackendError in plain words.
+
+        ``action`` says what was being done ("read", "write the lock file of", ...) and is followed by
+        :attr:`where` in messages that need it.
+        """
+        try:
+            yield
+        except BackendError:
+            raise
+        except Exception as exc:
+            from botocore.exceptions import BotoCoreError
+
+            if not _is_client_error(exc) and not isinstance(exc, BotoCoreError):
+                raise
+            raise BackendError(self._explain(exc, action, service)) from None
+
+    def _explain(self, exc: Exception, action: str, service: str) -> str:
+        from botocore.exceptions import (
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            NoRegionError,
+            PartialCredentialsError,
+            ProfileNotFound,
+            ReadTimeoutError,
+        )
+
+        name = "S3" if service == "s3" else "DynamoDB" if service == "dynamodb" else service
+        if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+            return f"cannot reach the {name} endpoint {self._endpoint(service)} (to {action} {self.where})"
+        if isinstance(exc, ReadTimeoutError):
+            return f"the {name} endpoint {self._endpoint(service)} did not answer in time (to {action} {self.where})"
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            return (f"no AWS credentials to {action} {self.where}: set access_key/secret_key or profile in the "
+                    "backend block, or AWS_PROFILE / AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        if isinstance(exc, ProfileNotFound):
+            return f"cannot {action} {self.where}: {exc}"
+        if isinstance(exc, NoRegionError):
+            return f"cannot {action} {self.where}: no region (set region in the backend block)"
+        if not _is_client_error(exc):
+            return f"cannot {action} {self.where}: {exc}"
+        code, message = aws_error(exc)
+        if code == "NoSuchBucket":
+            return (f"cannot {action} {self.where}: bucket {self.bucket} does not exist "
+                    "(create it with `strata bootstrap`)")
+        if code == "ResourceNotFoundException" and service == "dynamodb":
+            return (f"cannot {action} {self.where}: DynamoDB table {self.table} does not exist "
+                    "(create it with `strata bootstrap`)")
+        if code in _CREDENTIAL_CODES:
+            return (f"AWS rejected the credentials used for {self.where} ({code}: {message}); check access_key/"
+                    "secret_key or profile in the backend block, or the AWS_* environment variables")
+        if code in _DENIED_CODES:
+            target = self.where if service == "s3" else f"DynamoDB table {self.table} (locks of {self.where})"
+            return f"access denied to {target}: {message}"
+        if code.startswith("KMS.") or code.startswith("KMS"):
+            return f"cannot {action} {self.where}: the KMS key refused ({code}: {message})"
+        return f"cannot {action} {self.where}: {code}: {message}" if message != code else \
+            f"cannot {action} {self.where}: {code}"
+
+    # -- encryption settings, exactly as Terraform's s3 backend applies them -------------------------------
+
+    def _customer_key(self) -> bytes | None:
+        """The SSE-C key (Terraform uses it only with ``encrypt = true``)."""
+        if self.values.get("encrypt") is not True:
+            return None
+        text = self.values.get("sse_customer_key") or os.environ.get("AWS_SSE_CUSTOMER_KEY")
+        if not text:
+            return None
+        try:
+            key = base64.b64decode(str(text), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) != 32:
+            raise BackendError(f"cannot use the sse_customer_key of {self.where}: it must be a base64-encoded "
+                               "256-bit key (44 characters)")
+        return key
+
+    def _read_params(self) -> dict[str, Any]:
+        key = self._customer_key()
+        return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key} if key is not None else {}
+
+    def _put_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"ContentType": "application/json"}
+        if self.values.get("skip_s3_checksum") is not True:
+            params["ChecksumAlgorithm"] = "SHA256"
+        if self.values.get("encrypt") is True:
+            kms_key_id = self.values.get("kms_key_id")
+            if kms_key_id:
+                params.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=str(kms_key_id))
+            elif self._customer_key() is not None:
+                params.update(self._read_params())
+            else:
+                params["ServerSideEncryption"] = "AES256"
+        if self.values.get("acl"):
+            params["ACL"] = str(self.values["acl"])
+        return params
+
+    # -- state -------------------------------------------------------------------------------------------
+
+    def _get(self, key: str, action: str) -> bytes | None:
+        """The bytes of ``key``; None when there is no such object (other failures raise)."""
+        with self._calling(action):
+            try:
+                response = self.s3.get_object(Bucket=self.bucket, Key=key, **self._read_params())
+            except Exception as exc:
+                if _is_client_error(exc) and aws_error(exc)[0] == "NoSuchKey":
+                    return None
+                raise
+            return bytes(response["Body"].read())
+
+    def read(self) -> bytes | None:
+        data = self._get(self.key, "read")
+        return data or None
+
+    def stat(self) -> StateObject | None:
+        with self._calling("read"):
+            try:
+                head = self.s3.head_object(Bucket=self.bucket, Key=self.key, **self._read_params())
+            except Exception as exc:
+                if not (_is_client_error(exc) and aws_error(exc)[0] in ("404", "NotFound", "NoSuchKey")):
+                    raise
+                # HeadObject has no error body: a 404 is a missing key or a missing bucket
+                try:
+                    self.s3.head_bucket(Bucket=self.bucket)
+                except Exception as bucket_exc:
+                    if _is_client_error(bucket_exc) and aws_error(bucket_exc)[0] in ("404", "NotFound", "NoSuchBucket"):
+                        raise BackendError(f"cannot read {self.where}: bucket {self.bucket} does not exist "
+                                           "(create it with `strata bootstrap`)") from None
+                    raise
+                return None
+        size = int(head.get("ContentLength", 0))
+        return StateObject(size, _utc(head.get("LastModified"))) if size else None
+
+    def write(self, data: bytes) -> None:
+        with self._calling("write"):
+            self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=data, **self._put_params())
+        if self.table:
+            digest = hashlib.md5(data, usedforsecurity=False).hexdigest()  # Terraform's consistency digest
+            with self._calling("record the state digest (for Terraform's consistency check) of", "dynamodb"):
+                self.dynamodb.put_item(TableName=self.table, Item={
+                    "LockID": {"S": self.lock_path + DIGEST_SUFFIX}, "Digest": {"S": digest}})
+
+    # -- locks -------------------------------------------------------------------------------------------
+
+    def lock(self, info: LockInfo) -> None:
+        if not self.use_lockfile and not self.table:
+            return  # no lock configured: Terraform does not lock either
+        info.path = self.lock_path
+        if self.use_lockfile:
+            self._lock_file(info)
+        if self.table:
+            try:
+                self._lock_item(info)
+            except BackendError:
+                if self.use_lockfile:  # both locks or none, as Terraform does
+                    with contextlib.suppress(BackendError):
+                        self._release_file(info.id)
+                raise
+
+    def _lock_file(self, info: LockInfo) -> None:
+        with self._calling("write the lock file of"):
+            try:
+                self.s3.put_object(Bucket=self.bucket, Key=self.lock_key, Body=info.to_json().encode(),
+                                   **self._put_params())
+            except Exception as exc:
+                if not (_is_client_error(exc) and aws_error(exc)[0] in (
+                        "PreconditionFailed", "ConditionalRequestConflict", "412", "409")):
+                    raise
+                raise StateLocked(self._file_holder(), self.where) from None
+
+    def _lock_item(self, info: LockInfo) -> None:
+        with self._calling("lock", "dynamodb"):
+            try:
+                self.dynamodb.put_item(
+                    TableName=self.table, Item={"LockID": {"S": self.lock_path}, "Info": {"S": info.to_json()}},
+                    ConditionExpression="attribute_not_exists(LockID)")
+            except Exception as exc:
+                if not (_is_client_error(exc) and aws_error(exc)[0] == "ConditionalCheckFailedException"):
+                    raise
+                raise StateLocked(self._item_holder(), self.where) from None
+
+    def unlock(self, info: LockInfo) -> None:
+        self._release(info.id)
+
+    def _release(self, lock_id: str) -> None:
+        """Remove the locks whose ID is ``lock_id``; gone ones are fine, someone else's is an error."""
+        errors = []
+        if self.use_lockfile:
+            try:
+                self._release_file(lock_id)
+            except BackendError as exc:
+                errors.append(str(exc))
+        if self.table:
+            try:
+                self._release_item(lock_id)
+            except BackendError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise BackendError("; ".join(errors))
+
+    def _release_file(self, lock_id: str) -> None:
+        raw = self._get(self.lock_key, "read the lock file of")
+        if raw is None:
+            return
+        holder = _parse_lock(raw)
+        if holder.id != lock_id:
+            raise BackendError(f"the lock file of {self.where} now holds lock {holder.id or '?'} of "
+                               f"{holder.describe()}, not {lock_id}; it was left in place")
+        with self._calling("remove the lock file of"):
+            self.s3.delete_object(Bucket=self.bucket, Key=self.lock_key)
+
+    def _release_item(self, lock_id: str) -> None:
+        raw = self._item_info()
+        if raw is None:
+            return
+        holder = _parse_lock(raw)
+        if holder.id != lock_id:
+            raise BackendError(f"the DynamoDB lock of {self.where} is now lock {holder.id or '?'} of "
+                               f"{holder.describe()}, not {lock_id}; it was left in place")
+        with self._calling("unlock", "dynamodb"):
+            try:  # only the lock that was read: a lock taken since then stays
+                self.dynamodb.delete_item(TableName=self.table, Key={"LockID": {"S": self.lock_path}},
+                                          ConditionExpression="Info = :info",
+                                          ExpressionAttributeValues={":info": {"S": raw}})
+            except Exception as exc:
+                if not (_is_client_error(exc) and aws_error(exc)[0] == "ConditionalCheckFailedException"):
+                    raise
+                now = self._item_holder()
+                if now is not None:
+                    raise BackendError(f"the DynamoDB lock of {self.where} changed while removing it: now "
+                                       f"held by {now.describe()}; it was left in place") from None
+
+    def _item_info(self) -> str | None:
+        with self._calling("read the lock of", "dynamodb"):
+            item = self.dynamodb.get_item(TableName=self.table, Key={"LockID": {"S": self.lock_path}},
+                                          ProjectionExpression="LockID, Info", ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        return str(item.get("Info", {}).get("S", ""))
+
+    def _item_holder(self) -> LockInfo | None:
+        raw = self._item_info()
+        if raw is None:
+            return None
+        holder = _parse_lock(raw)
+        holder.holder["lock"] = "dynamodb"
+        return holder
+
+    def _file_holder(self) -> LockInfo | None:
+        raw = self._get(self.lock_key, "read the lock file of")
+        if raw is None:
+            return None
+        holder = _parse_lock(raw)
+        holder.holder["lock"] = "s3 lock file"
+        return holder
+
+    def current_lock(self) -> LockInfo | None:
+        found = []
+        if self.use_lockfile:
+            found.append(self._file_holder())
+        if self.table:
+            found.append(self._item_holder())
+        held = [h for h in found if h is not None]
+        if not held:
+            return None
+        first = held[0]
+        first.holder["locks"] = [h.holder["lock"] for h in held]
+        if len(held) > 1 and held[1].id != first.id:  # two holders (e.g. Terraforms configured differently)
+            first.holder["other"] = held[1].to_report()
+        return first
+
+    def force_unlock(self, holder: LockInfo) -> None:
+        self._release(holder.id)
+
+    # -- versions ----------------------------------------------------------------------------------------
+
+    def versions(self) -> list[StateVersion]:
+        out: list[StateVersion] = []
+        with self._calling("list the versions of"):
+            pages = self.s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=self.key)
+            for page in pages:
+                for entry in page.get("Versions", []):  # delete markers are listed apart: skipped
+                    if entry.get("Key") != self.key:
+                        continue
+                    out.append(StateVersion(str(entry.get("VersionId")), _utc(entry.get("LastModified")),
+                                            int(entry.get("Size", 0)), current=bool(entry.get("IsLatest")),
+                                            kind="s3-version"))
+        # S3 lists one key's versions newest first; the stable sort keeps that order for equal times
+        out.sort(key=lambda v: v.modified or _EPOCH, reverse=True)
+        return out
+
+    def read_version(self, version_id: str) -> bytes:
+        missing = BackendError(f"no version {version_id!r} of {self.where} (see `strata state versions`)")
+        if not version_id:
+            raise missing
+        with self._calling(f"read version {version_id} of"):
+            try:
+                response = self.s3.get_object(Bucket=self.bucket, Key=self.key, VersionId=version_id,
+                                              **self._read_params())
+            except Exception as exc:
+                if _is_client_error(exc):
+                    code, message = aws_error(exc)
+                    if code in _NO_VERSION_CODES or (code == "InvalidArgument" and "version" in message.lower()):
+                        raise missing from None
+                raise
+            return bytes(response["Body"].read())
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            with contextlib.suppress(Exception):
+                client.close()
+        self._clients.clear()
+
+
+def _utc(value: Any) -> datetime | None:
+    return value.astimezone(UTC) if isinstance(value, datetime) else None
+
+
+def _parse_lock(raw: str | bytes) -> LockInfo:
+    try:
+        return LockInfo.from_json(raw)
+    except ValueError:
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+        return LockInfo("", "", f"unknown (unreadable lock info: {text[:80]!r})", "", "")
 
 
 BACKEND = S3Backend()

@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from strata.backends import get_backend
+from strata.backends.base import BackendError
 from strata.errors import ConfigError, StrataError
 from strata.model.loader import resolve_inputs
 from strata.model.repository import Repository
@@ -184,7 +186,12 @@ class Runner:
             argv = tf.refresh(binary, lock_timeout=timeout)
         else:
             argv = [binary, *self.options.args]
+        mutating = command in ("apply", "destroy", "refresh", "run")
+        if mutating:
+            self._remember(stack, f"before {command}", log)
         done = run(argv, cwd, env, self.group, log, lambda line: self.display.line(stack.path, line))
+        if mutating and done.exit_code == 0:
+            self._remember(stack, command, log)
         changes = tf.changes(done.output)
         if changes is not None:
             data.update(add=changes.add, change=changes.change, destroy=changes.destroy)
@@ -192,6 +199,8 @@ class Runner:
             self.outputs.forget(stack)
         if done.interrupted and done.exit_code != 0:
             return Outcome(INTERRUPTED, "stopped by an interrupt")
+        if done.exit_code not in (0, 2) and "Error acquiring the state lock" in done.output:
+            return Outcome(FAILED, self._lock_detail(stack, done.output))
         if command == "plan":
             if done.exit_code not in (0, 2):
                 return Outcome(FAILED, _last_error(done.output))
@@ -310,6 +319,41 @@ class Runner:
         plan.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
 
+    def _remember(self, stack: Stack, operation: str, log: IO[str]) -> None:
+        """Keep the current state in strata's history (local and pg; S3 versions objects itself)."""
+        if stack.backend is None or stack.backend.type not in ("local", "pg"):
+            return
+        backend = get_backend(stack.backend.type)
+        try:
+            assert backend is not None
+            with backend.store(stack.backend.values(), self.repo.root / stack.path, self.repo.root) as store:
+                data = store.read()
+                if data is not None:
+                    store.remember(data, operation)
+        except (NotImplementedError, BackendError, StrataError, OSError) as exc:
+            log.write(f"strata: warning: could not keep the state in strata's history: {exc}\n")
+
+    def _lock_detail(self, stack: Stack, output: str) -> str:
+        """Who holds the lock terraform could not take: asked of the backend itself (terraform prints the
+        requester's own details for some backends, e.g. pg), else what terraform printed."""
+        holder = None
+        if stack.backend is not None:
+            backend = get_backend(stack.backend.type)
+            try:
+                if backend is not None:
+                    with backend.store(stack.backend.values(), self.repo.root / stack.path, self.repo.root) as store:
+                        holder = store.current_lock()
+            except (NotImplementedError, BackendError, StrataError):
+                holder = None
+        if holder is not None:
+            who = holder.describe()
+        else:
+            fields = dict(re.findall(r"^[│ ]*(ID|Who|Operation|Created):\s+(.*?)\s*$", output, re.MULTILINE))
+            who = " ".join(p for p in (fields.get("Who", "someone"), f"since {fields['Created']}" if "Created" in
+                                       fields else "", f"({fields['Operation']})" if "Operation" in fields else "",
+                                       f"lock ID {fields['ID']}" if "ID" in fields else "") if p)
+        return f"the state is locked by {who}; retry with --lock-timeout, or see `strata locks`"
+
     def _has_no_state(self, stack: Stack) -> bool:
         """True when the backend holds no state for the stack (an empty state still counts as state)."""
         if stack.backend is None:
@@ -317,8 +361,8 @@ class Runner:
         backend = get_backend(stack.backend.type)
         try:
             return backend is None or backend.read_state(stack.backend.values(), self.repo.root / stack.path) is None
-        except NotImplementedError:
-            return False  # cannot tell without terraform: let terraform destroy decide
+        except (NotImplementedError, BackendError):
+            return False  # cannot tell without terraform: let terraform destroy decide (and say why)
 
     def _saved_plan_meta(self, stack: Stack) -> dict[str, Any]:
         plan = self._plan_file(stack)

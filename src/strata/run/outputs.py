@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from strata.backends import get_backend
+from strata.backends.base import BackendError
 from strata.errors import StrataError
 from strata.model.stack import Stack
 
@@ -63,6 +64,9 @@ class OutputReader:
             if backend is None:
                 raise NotImplementedError
             data = backend.read_state(stack.backend.values(), self.root / stack.path)
+        except BackendError as exc:
+            raise StrataError(f"cannot read the outputs of {stack.path} ({stack.backend.type} backend): "
+                              f"{exc}") from None
         except NotImplementedError:
             if self.fallback is None:
                 raise StrataError(f"strata cannot read {stack.backend.type} state by itself yet; "
