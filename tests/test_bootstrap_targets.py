@@ -135,3 +135,10 @@ def test_dr_names_swap_the_region_or_append_it() -> None:
     assert plain["dynamodb_table"] == "locks-eu-west-1"
     assert plain["kms_key_id"] == "alias/acme-state-eu-west-1"
     assert values["region"] == "us-east-1"  # the source settings are untouched
+
+
+def test_a_dr_copy_never_uses_the_source_regions_key_arn() -> None:
+    values = {"bucket": "b-us-east-1", "region": "us-east-1", "kms_key_id": "arn:aws:kms:us-east-1:1:key/x"}
+    assert dr_values(values, "us-west-2")["kms_key_id"] == "alias/b-us-west-2"
+    assert dr_values(values, "us-west-2", "alias/state")["kms_key_id"] == "alias/state"
+    assert dr_values(values, "us-west-2", "state")["kms_key_id"] == "alias/state"

@@ -34,8 +34,8 @@ from strata.errors import StrataError
 from strata.generate import MARKER
 from strata.terraform.hclwrite import hcl_key, hcl_string, hcl_value
 
-HEADER = (f"{MARKER} bootstrap --emit-terraform from strata.hcl. Do not edit: change strata.hcl and emit "
-          "again.\n")
+EMIT_MARKER = f"{MARKER} bootstrap --emit-terraform"  # tells this stack's files from `strata generate`'s
+HEADER = f"{EMIT_MARKER} from strata.hcl. Do not edit: change strata.hcl and emit again.\n"
 REQUIRED_TERRAFORM = ">= 1.5.0"
 AWS_PROVIDER = ">= 5.0"
 MULTIPART_ABORT_DAYS = 7  # incomplete multipart uploads are removed after this many days
@@ -321,16 +321,17 @@ def _log_buckets(named: list[_Named], taken: set[str]) -> dict[str, _LogBucket]:
             raise StrataError(f"access log bucket {bucket!r} serves backends in {' and '.join(regions)}: S3 "
                               "delivers access logs only to a bucket in the same region; use one per region")
         name = f"{sources[0].name}_access_logs"
-        n = 2
+        suffix = 2
         while name in taken:
-            name = f"{sources[0].name}_access_logs_{n}"
-            n += 1
+            name = f"{sources[0].name}_access_logs_{suffix}"
+            suffix += 1
         taken.add(name)
         shared = dict(sources[0].target.tags)
         for s in sources[1:]:
             theirs = dict(s.target.tags)
             shared = {k: v for k, v in shared.items() if theirs.get(k) == v}
-        out[sources[0].name] = _LogBucket(bucket, regions[0], name, tuple(sources), {**shared, "purpose": "access-logs"})
+        out[sources[0].name] = _LogBucket(bucket, regions[0], name, tuple(sources),
+                                          {**shared, "purpose": "access-logs"})
     return out
 
 
@@ -387,7 +388,8 @@ def _target_blocks(n: _Named, log: _LogBucket | None, log_name: str | None) -> l
             _prevent_destroy(),
         ]),
         Block("resource", ("aws_kms_alias", name), [
-            Attr("provider", provider), Attr("name", t.kms_alias), Attr("target_key_id", Raw(f"aws_kms_key.{name}.key_id")),
+            Attr("provider", provider), Attr("name", t.kms_alias),
+            Attr("target_key_id", Raw(f"aws_kms_key.{name}.key_id")),
         ]),
         Block("resource", ("aws_s3_bucket", name), [
             *_skips(SKIP_REPLICATION, SKIP_NOTIFICATIONS, *(() if log else (SKIP_NO_LOG_BUCKET,))),
@@ -443,7 +445,8 @@ def _outputs(named: list[_Named]) -> list[Block]:
     for n in named:
         t, name = n.target, n.name
         blocks.append(Block("output", (f"{name}_bucket",), [
-            Attr("description", f"The state bucket of {t.environment or 'the'} backend in {t.region}"),
+            Attr("description", f"The state bucket of the {t.environment + ' ' if t.environment else ''}backend "
+                                f"in {t.region}"),
             Attr("value", Raw(f"aws_s3_bucket.{name}.bucket")),
         ]))
         if t.dynamodb_table:
@@ -514,7 +517,7 @@ def emit_terraform(targets: list[S3Target], out_dir: Path) -> list[Path]:
                             "move it away or emit into another folder")
     if out_dir.is_dir():
         for path in sorted(out_dir.glob("*.tf")):
-            if path.name not in files and (_first_line(path) or "").startswith(HEADER.split(" from ")[0]):
+            if path.name not in files and (_first_line(path) or "").startswith(EMIT_MARKER):
                 problems.append(f"{path}: written by an earlier `strata bootstrap --emit-terraform` for a backend "
                                 "not selected now; select its stacks too, or delete the file (its resources would "
                                 "then be destroyed by the next apply)")

@@ -175,12 +175,14 @@ def _alias_of(kms_key_id: Any) -> str | None:
     return None
 
 
-def dr_values(values: dict[str, Any], to_region: str) -> dict[str, Any]:
+def dr_values(values: dict[str, Any], to_region: str, kms_alias: str | None = None) -> dict[str, Any]:
     """The backend settings of the disaster-recovery copy of a backend in ``to_region``.
 
     Names follow the source: the region in the bucket, table and key alias names is swapped for
     ``to_region`` (``acme-state-production-us-east-1`` → ``acme-state-production-us-west-2``); a name
-    without the region gets ``-<to_region>`` appended. The state keys stay the same.
+    without the region gets ``-<to_region>`` appended. The state keys stay the same. A key given by id
+    or ARN belongs to the source region: the copy uses ``kms_alias`` (the stack's bootstrap
+    ``kms_key_alias``; aliases are per region) or ``alias/<DR bucket>``.
     """
     from_region = str(values.get("region") or "")
     out = dict(values)
@@ -190,8 +192,12 @@ def dr_values(values: dict[str, Any], to_region: str) -> dict[str, Any]:
         if isinstance(value, str) and value:
             out[name] = (value.replace(from_region, to_region) if from_region and from_region in value
                          else f"{value}-{to_region}")
-    alias = _alias_of(values.get("kms_key_id"))
+    key = values.get("kms_key_id")
+    alias = _alias_of(key)
     if alias:
         out["kms_key_id"] = (alias.replace(from_region, to_region) if from_region and from_region in alias
                              else f"alias/{out['bucket']}")
+    elif key:
+        out["kms_key_id"] = kms_alias if kms_alias and kms_alias.startswith("alias/") else (
+            f"alias/{kms_alias}" if kms_alias else f"alias/{out['bucket']}")
     return out

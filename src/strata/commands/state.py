@@ -257,7 +257,9 @@ def _emit_replication(stacks: list[Stack], to_region: str, role_arn: str | None,
     configs = {}
     for source in targets.s3:
         group = [s for s in stacks if s.path in source.stacks]
-        destination = s3_target(group, production_environments, values=dr_values(source.values, to_region))
+        alias = group[0].bootstrap.get("kms_key_alias")
+        dr = dr_values(source.values, to_region, str(alias.plain()) if alias is not None else None)
+        destination = s3_target(group, production_environments, values=dr)
         role = role_arn or f"arn:aws:iam::<account-id>:role/{source.bucket}-replication"
         configs[source.bucket] = replication_configuration(source, destination, role)
     out(json.dumps(configs, indent=2))

@@ -52,7 +52,8 @@ def replicate(root: Path, stacks: list[Stack], to_region: str, production_enviro
         assert group[0].backend is not None
         if group[0].backend.values().get("region") == to_region:
             raise StateError(f"{group[0].path}: its state is already in {to_region}; pick another region")
-        target = s3_target(group, production_environments, values=dr_values(group[0].backend.values(), to_region))
+        target = s3_target(group, production_environments,
+                           values=dr_values(group[0].backend.values(), to_region, _alias(group[0])))
         try:
             changes.extend(bootstrap_s3(target))
         except BackendError as exc:
@@ -61,7 +62,7 @@ def replicate(root: Path, stacks: list[Stack], to_region: str, production_enviro
     for stack in stacks:
         assert stack.backend is not None
         source = open_store(root, stack)
-        copy = open_store(root, stack, dr_values(stack.backend.values(), to_region))
+        copy = open_store(root, stack, dr_values(stack.backend.values(), to_region, _alias(stack)))
         with source, copy:
             try:
                 raw = source.read()
@@ -88,3 +89,8 @@ def replicate(root: Path, stacks: list[Stack], to_region: str, production_enviro
             replicas.append(Replica(stack.path, source.where, copy.where, result.serial, digest, "copied"))
             progress(f"{stack.path}: copied serial {result.serial} to {copy.where} (sha256 {digest[:12]}…)")
     return changes, replicas
+
+
+def _alias(stack: Stack) -> str | None:
+    setting = stack.bootstrap.get("kms_key_alias")
+    return str(setting.plain()) if setting is not None and setting.plain() else None
