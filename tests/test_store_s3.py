@@ -207,7 +207,7 @@ def test_sse_customer_key_is_sent_on_every_object_request(moto_server: MotoServe
     assert not any(k.startswith("x-amz-server-side-encryption") for k in puts[0])
 
     bad = open_store(values_for(moto_server, bucket, encrypt=True, sse_customer_key="c2hvcnQ="), tmp_path)
-    with pytest.raises(BackendError, match="sse_customer_key .*base64-encoded 256-bit key"):
+    with pytest.raises(BackendError, match=r"sse_customer_key .*base64-encoded 256-bit key"):
         bad.write(STATE)
 
 
@@ -462,6 +462,24 @@ def test_unreachable_endpoint_fails_fast(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
 
 
+def test_missing_credentials_and_profile(moto_server: MotoServer, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    empty = tmp_path / "empty-aws-config"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    bucket = moto_server.create_bucket()
+    values = values_for(moto_server, bucket)
+    del values["access_key"], values["secret_key"]
+    with pytest.raises(BackendError, match=f"no AWS credentials to read s3://{bucket}/{KEY}: set access_key"):
+        open_store(values, tmp_path).read()
+    with pytest.raises(BackendError, match=r"cannot read s3://.*: The config profile \(strata-nope\) could not be"):
+        open_store({**values, "profile": "strata-nope"}, tmp_path).read()
+
+
 def test_flat_endpoint_spelling_works_too(moto_server: MotoServer, tmp_path: Path) -> None:
     bucket, table = moto_server.create_bucket(), moto_server.create_lock_table()
     values = {"bucket": bucket, "key": KEY, "region": moto_server.region, "endpoint": moto_server.endpoint,
@@ -496,6 +514,7 @@ def _post(url: str, body: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def auth_moto(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthMoto]:
     import boto3
+
     import servers  # loaded by pytest_plugins already
 
     log = tmp_path_factory.mktemp("moto-auth") / "moto.log"

@@ -3,6 +3,10 @@
 strata accepts both the old (< 1.6) and the new setting names and writes the ones the Terraform in
 use understands: flat ``endpoint``/``dynamodb_endpoint``/``force_path_style`` before 1.6,
 ``endpoints = {...}``/``use_path_style`` from 1.6, ``use_lockfile`` from 1.10.
+
+:class:`S3Store` opens a stack's state with boto3 and speaks Terraform's s3 backend protocol exactly
+(the DynamoDB lock and ``-md5`` digest items, the ``.tflock`` lock file, the encryption headers), so
+strata and Terraform lock each other out and read each other's writes.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ def aws_client(values: dict[str, Any], service: str) -> Any:
     if norm.get("skip_s3_checksum") is True:  # S3-compatible stores that refuse the checksum headers
         options.update(request_checksum_calculation="when_required", response_checksum_validation="when_required")
     try:
-        attempts = max(1, int(norm.get("max_retries", 3)))
+        attempts = max(0, int(norm.get("max_retries", 3)))  # retries after the first attempt, as Terraform
     except (TypeError, ValueError):
         attempts = 3
     # A refused connection is retried with a sub-second backoff, so it fails within about a second; a
@@ -374,7 +378,7 @@ class S3Store(StateStore):
         if code in _DENIED_CODES:
             target = self.where if service == "s3" else f"DynamoDB table {self.table} (locks of {self.where})"
             return f"access denied to {target}: {message}"
-        if code.startswith("KMS.") or code.startswith("KMS"):
+        if code.startswith("KMS"):
             return f"cannot {action} {self.where}: the KMS key refused ({code}: {message})"
         return f"cannot {action} {self.where}: {code}: {message}" if message != code else \
             f"cannot {action} {self.where}: {code}"
@@ -483,7 +487,7 @@ class S3Store(StateStore):
         with self._calling("write the lock file of"):
             try:
                 self.s3.put_object(Bucket=self.bucket, Key=self.lock_key, Body=info.to_json().encode(),
-                                   **self._put_params())
+                                   IfNoneMatch="*", **self._put_params())
             except Exception as exc:
                 if not (_is_client_error(exc) and aws_error(exc)[0] in (
                         "PreconditionFailed", "ConditionalRequestConflict", "412", "409")):

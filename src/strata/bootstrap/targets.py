@@ -8,7 +8,7 @@ from typing import Any, Literal
 from strata.errors import ConfigError
 from strata.model.stack import Stack
 
-Action = Literal["created", "changed", "unchanged", "would create", "would change"]
+Action = Literal["created", "changed", "unchanged", "would create", "would change", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,7 @@ class S3Target:
     dynamodb_table: str | None = None  # None when locking uses S3 lock files only (use_lockfile)
     log_bucket: str | None = None  # access logging target, created too when set
     tags: tuple[tuple[str, str], ...] = ()  # environment, region, managed-by, plus the user's
+    tls_only: bool | None = None  # the deny-without-TLS bucket policy; None: on unless the S3 endpoint is http://
     values: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # backend settings,
     # for clients: region, endpoints, credentials (see strata.backends.s3.aws_client)
     stacks: tuple[str, ...] = ()  # the stacks whose state lives here
@@ -123,7 +124,7 @@ def s3_target(stacks: list[Stack], production_environments: tuple[str, ...],
         if other.backend is None:
             continue
         theirs = _bootstrap_values(other, other.backend.values(), production_environments)
-        for name in ("region", "dynamodb_table", "kms_alias", "noncurrent_days", "log_bucket"):
+        for name in ("region", "dynamodb_table", "kms_alias", "noncurrent_days", "log_bucket", "tls_only"):
             if theirs[name] != chosen[name]:
                 raise ConfigError(
                     f"stacks {first.path} and {other.path} share bucket {bucket!r} but disagree on "
@@ -139,6 +140,7 @@ def s3_target(stacks: list[Stack], production_environments: tuple[str, ...],
         production=first.environment in production_environments, kms_alias=str(chosen["kms_alias"]),
         noncurrent_days=int(chosen["noncurrent_days"]), dynamodb_table=chosen["dynamodb_table"],
         log_bucket=chosen["log_bucket"], tags=tuple(sorted((k, v) for k, v in tags.items() if v)),
+        tls_only=chosen["tls_only"],
         values=values, stacks=tuple(s.path for s in stacks))
 
 
@@ -160,8 +162,12 @@ def _bootstrap_values(stack: Stack, values: dict[str, Any], production_environme
                           'write kms_key_id = "alias/<name>" (or set bootstrap { kms_key_alias = "..." })',
                           stack.backend.settings["kms_key_id"].source if stack.backend else None)
     table = values.get("dynamodb_table") or None
+    tls_only = settings.get("tls_only_policy")
+    if tls_only is not None and not isinstance(tls_only, bool):
+        raise ConfigError(f"tls_only_policy must be true or false (found {tls_only!r})",
+                          stack.bootstrap["tls_only_policy"].source)
     return {"region": values.get("region"), "dynamodb_table": table, "kms_alias": alias,
-            "noncurrent_days": days, "log_bucket": settings.get("access_log_bucket") or None}
+            "noncurrent_days": days, "log_bucket": settings.get("access_log_bucket") or None, "tls_only": tls_only}
 
 
 def _alias_of(kms_key_id: Any) -> str | None:

@@ -21,7 +21,7 @@ STACK_ATTRIBUTES = frozenset({"name", "description", "tags"})
 DEPENDENCY_ATTRIBUTES = frozenset({"path", "mock_outputs"})
 # How `strata bootstrap` builds the backend (inherited and merged like backend settings; deeper wins).
 BOOTSTRAP_ATTRIBUTES = frozenset({
-    "noncurrent_version_days", "access_log_bucket", "kms_key_alias", "tags", "dr_region",
+    "noncurrent_version_days", "access_log_bucket", "kms_key_alias", "tags", "dr_region", "tls_only_policy",
 })
 SETTINGS_ATTRIBUTES = frozenset({
     "terraform_binary", "layers", "infer_dimensions", "environment_names", "production_environments",

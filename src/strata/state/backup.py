@@ -219,7 +219,7 @@ def verify_states(root: Path, stacks: list[Stack], progress: Progress) -> list[F
         if raw is None:
             findings.append(Finding(stack.path, True, "no state"))
             continue
-        finding = _check_document(stack.path, raw, "current state")
+        finding = _check_document(stack.path, raw, f"current state ({store.backend} backend, {store.where})")
         if finding.ok:
             finding = _check_history(stack.path, older) or finding
         findings.append(finding)
