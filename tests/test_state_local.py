@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -658,25 +660,39 @@ def test_restore_an_older_version_then_plan(strata: Strata, terraform_binary: st
 
 # -- 5. locks and concurrency with real terraform --------------------------------------------------------------
 
+CREATED = re.compile(r"null_resource\.slow: Creation complete after \S+ \[id=(\d+)\]")
+DESTROYING = re.compile(r"null_resource\.slow: Destroying\.\.\. \[id=(\d+)\]")
+
+
+def slow_id(repo: Path) -> str:
+    [resource] = StateDocument.parse(state_file(repo).read_bytes()).resources
+    return str(resource["instances"][0]["attributes"]["id"])
+
+
 @pytest.mark.terraform
 def test_concurrent_applies_serialise_on_terraforms_lock(strata: Strata, tf_111: str,
                                                         provider_mirror: dict[str, str], tmp_path: Path,
                                                         processes: Processes) -> None:
+    """A holds the lock (its provisioner sleeps); B fails naming A's holder; C waits with --lock-timeout and
+    then builds on A's result: C replaces the very resource A created, so no update was lost.
+
+    (Terraform writes intermediate states during an apply, more or fewer depending on how long it runs, so
+    the serial grows by at least one per apply, not by a fixed number.)"""
     repo = make_repo(tmp_path / "repo", {"app": SLOW})
     quick = tf_env(provider_mirror, tf_111)
     assert strata("apply", "--yes", "-q", cwd=repo, env=quick).code == 0
-    before = serial_of(repo)
-    assert strata("apply", "--yes", "-q", cwd=repo, env=quick).code == 0
-    per_apply = serial_of(repo) - before  # how many state writes one replacing apply makes
-    assert per_apply > 0
-    start = serial_of(repo)
+    start_serial, start_id = serial_of(repo), slow_id(repo)
+    lineage = StateDocument.parse(state_file(repo).read_bytes()).lineage
+    # The null provider draws ids from a generator seeded with the time in seconds: start A's create in a
+    # later second than the one above, so that their ids differ.
+    time.sleep(math.ceil(time.time()) - time.time() + 0.05)
 
-    holder = processes.strata("apply", "--yes", "-q", cwd=repo, env=tf_env(provider_mirror, tf_111, pause=6))
+    holder = processes.strata("apply", "--yes", cwd=repo, env=tf_env(provider_mirror, tf_111, pause=6))
     tf_pid = wait_for_terraform_lock(holder, repo)
     who = json.loads(info_file(repo).read_text())["Who"]
     assert who
 
-    waiter = processes.strata("apply", "--yes", "-q", "--lock-timeout", "60s", cwd=repo, env=quick)
+    waiter = processes.strata("apply", "--yes", "--lock-timeout", "60s", cwd=repo, env=quick)
 
     listed = strata("locks", cwd=repo)
     assert listed.code == 0, listed.output
@@ -700,11 +716,19 @@ def test_concurrent_applies_serialise_on_terraforms_lock(strata: Strata, tf_111:
 
     assert holder.poll() is None and Path(f"/proc/{tf_pid}").exists(), \
         "the held apply must still run while the others are tried (raise the pause)"
-    code, out = finish(holder)
-    assert code == 0, out
-    code, out = finish(waiter)
-    assert code == 0, out
-    assert serial_of(repo) == start + 2 * per_apply, "two applies succeeded: no update lost"
+    code, first = finish(holder)
+    assert code == 0, first
+    code, second = finish(waiter)
+    assert code == 0, second
+
+    # A replaced the starting resource; C replaced A's; the state holds C's
+    assert DESTROYING.findall(first) == [start_id], first
+    [a_id] = CREATED.findall(first)
+    assert DESTROYING.findall(second) == [a_id], second
+    [c_id] = CREATED.findall(second)
+    assert slow_id(repo) == c_id and len({start_id, a_id, c_id}) == 3
+    final = StateDocument.parse(state_file(repo).read_bytes())
+    assert final.serial >= start_serial + 2 and final.lineage == lineage
     assert not info_file(repo).exists()
     assert ls_json(strata, repo)["app"]["lock"] is None
 

@@ -396,8 +396,8 @@ def test_force_unlock_ends_only_the_session_it_was_shown(stores: Callable[..., P
     with pytest.raises(BackendError, match="names no PostgreSQL session"):
         store.force_unlock(LockInfo("", "", "someone", "", ""))
     store.force_unlock(shown)
-    proc.wait(timeout=10)  # its session was ended under it: the python process fails or exits
     assert store.current_lock() is None
+    assert sql(url, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)) == []  # the session was ended
     store.force_unlock(shown)  # nothing held any more: nothing to do
 
 
@@ -677,7 +677,7 @@ def test_terraform_state_and_strata_state_are_the_same_row(
     assert raw is not None
     ours, theirs = _state(raw), _state(pulled.stdout)
     assert ours == theirs
-    assert ours["serial"] >= 1 and ours["lineage"]
+    assert isinstance(ours["serial"], int) and ours["lineage"]  # 1.0.3 starts at serial 0
     assert [r["type"] for r in ours["resources"]] == ["null_resource"]
     assert store.versions() == []  # terraform keeps no strata history
 
