@@ -438,7 +438,7 @@ def test_the_tls_policy_really_denies_plain_http(aws: MotoServer, make_target: C
     target = make_target(dynamodb_table=None, log_bucket=None)
     s3 = client(aws, "s3")
     bootstrap_s3(target)
-    with pytest.raises(Exception, match="403|Forbidden|AccessDenied"):
+    with pytest.raises(Exception, match=r"403|Forbidden|AccessDenied"):
         s3.head_object(Bucket=target.bucket, Key="x/terraform.tfstate")
 
 

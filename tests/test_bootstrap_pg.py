@@ -161,7 +161,7 @@ def test_skip_settings_are_honoured(postgres_server: PostgresServer) -> None:
     assert sql(url, "SELECT 1 FROM pg_namespace WHERE nspname = 'absent'") == []
 
     sql(url, 'CREATE SCHEMA "given"')
-    with pytest.raises(BackendError, match="the table 'given.states' does not exist .* skip_table_creation is set"):
+    with pytest.raises(BackendError, match=r"the table 'given\.states' does not exist .* skip_table_creation is set"):
         bootstrap_pg(PgTarget(url, ("given",), skip_schema_creation=True, skip_table_creation=True))
 
     # a DBA made the table (here without the sequence); strata adds only its history table
@@ -198,7 +198,7 @@ def test_errors_are_plain_words(postgres_server: PostgresServer) -> None:
     url = postgres_server.url(database)
     sql(url, "CREATE SCHEMA odd")
     sql(url, "CREATE TABLE odd.states (key text, value text)")
-    with pytest.raises(BackendError, match="odd.states in .* is not Terraform's states table"):
+    with pytest.raises(BackendError, match=r"odd\.states in .* is not Terraform's states table"):
         bootstrap_pg(PgTarget(url, ("odd",)))
 
 

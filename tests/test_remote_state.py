@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -291,3 +296,137 @@ def test_faults_name_the_stack_and_the_backend_and_write_nothing(
         text = result.stderr + result.stdout
         assert stack in text and "not JSON" in text and "s3" in text, (args, text)
     assert snapshot(repo) == before
+
+
+# -- locks: two applies at once, a kill -9 ---------------------------------------------------------------------
+
+SLOW = """\
+resource "null_resource" "slow" {
+  triggers = { at = timestamp() }
+  provisioner "local-exec" {
+    command = "sleep 4"
+  }
+}
+"""
+
+
+def slow_repo(tmp_path: Path, backend: str) -> Path:
+    return write_tree(tmp_path / "slow", {
+        "strata.hcl": "strata {\n  production_environments = []\n}\n" + backend + "\n",
+        "production/us-east-1/app/strata.hcl": "stack {}\n",
+        "production/us-east-1/app/main.tf": SLOW,
+    })
+
+
+def start(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    full = {**os.environ, "NO_COLOR": "1", **env}
+    return subprocess.Popen([sys.executable, "-m", "strata", *args], cwd=cwd, env=full, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_for_lock(strata: Strata, repo: Path, env: dict[str, str], timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = json_of(strata("locks", "--json", cwd=repo, env=env))
+        if held:
+            return dict(held[0])
+        time.sleep(0.3)
+    raise AssertionError("no lock appeared")
+
+
+def terraform_in(folder: Path) -> list[int]:
+    """Every terraform process working in ``folder`` (1.0.3 runs as two: a panic monitor and its child)."""
+    target = os.path.realpath(folder)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")[0]
+                if os.readlink(entry / "cwd") == target and os.path.basename(command) == b"terraform":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    assert found, f"no terraform process in {folder}"
+    return found
+
+
+BACKENDS = ["s3-dynamodb-1.0.3", "s3-dynamodb-1.11", "s3-lockfile-1.11", "pg-1.11"]
+
+
+@pytest.fixture(params=BACKENDS)
+def lock_setup(request: pytest.FixtureRequest, tmp_path: Path, provider_mirror: dict[str, str],
+               tf_111: str, tf_103: str) -> tuple[Path, dict[str, str], str]:
+    kind = str(request.param)
+    binary = tf_103 if kind.endswith("1.0.3") else tf_111
+    if kind.startswith("s3"):
+        moto: MotoServer = request.getfixturevalue("moto_server")
+        backend = s3_block(moto, unique("lock"), "lockfile" if "lockfile" in kind else "dynamodb")
+        env = aws_env(provider_mirror, binary, moto)
+    else:
+        pg: PostgresServer = request.getfixturevalue("postgres_server")
+        backend = pg_block(pg.url(pg.create_database()))
+        env = {**provider_mirror, "STRATA_TERRAFORM": binary, "STRATA_NO_LIVE": "1"}
+    repo = slow_repo(tmp_path, backend)
+    ok(strata_cli("bootstrap", cwd=repo, env=env))
+    return repo, env, kind
+
+
+def strata_cli(*args: str, cwd: Path, env: dict[str, str]) -> Result:
+    full = {**os.environ, "NO_COLOR": "1", **env}
+    proc = subprocess.run([sys.executable, "-m", "strata", *args], cwd=cwd, env=full, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_two_applies_on_one_stack_one_waits_or_fails_naming_the_holder(
+        strata: Strata, lock_setup: tuple[Path, dict[str, str], str]) -> None:
+    repo, env, kind = lock_setup
+    stack = "production/us-east-1/app"
+    ok(strata("apply", "--yes", "-q", cwd=repo, env=env))
+    serial_before = json_of(strata("state", "ls", "--json", cwd=repo, env=env))[0]["serial"]
+
+    first = start(["apply", "--yes", "-q", stack], repo, env)
+    try:
+        lock = wait_for_lock(strata, repo, env)
+        assert lock["stack"] == stack and lock["lock"]["who"], lock
+        second = strata("apply", "--yes", "-q", stack, cwd=repo, env=env)
+        assert second.code == 1, second.output
+        assert "locked by" in second.stdout and lock["lock"]["who"] in second.stdout, second.stdout
+        refused = strata("unlock", stack, "--yes", cwd=repo, env=env)
+        if not kind.startswith("pg"):  # pg: the holder's session is terminated only when it is not local and alive
+            assert refused.code == 1 and "refusing" in refused.stderr, refused.output
+        else:
+            assert refused.code == 1, refused.output
+        third = strata("apply", "--yes", "-q", "--lock-timeout", "90s", stack, cwd=repo, env=env)
+        assert third.code == 0, third.output
+    finally:
+        out, _ = first.communicate(timeout=120)
+    assert first.returncode == 0, out
+    after = json_of(strata("state", "ls", "--json", cwd=repo, env=env))[0]
+    assert after["serial"] >= serial_before + 2 and after["lock"] is None, after  # both applies landed
+    ok(strata("state", "verify", cwd=repo, env=env))  # serials never went down across versions
+
+
+def test_a_lock_left_by_a_killed_apply_is_listed_and_removable(
+        strata: Strata, lock_setup: tuple[Path, dict[str, str], str]) -> None:
+    repo, env, kind = lock_setup
+    stack = "production/us-east-1/app"
+    ok(strata("apply", "--yes", "-q", cwd=repo, env=env))
+    running = start(["apply", "--yes", "-q", stack], repo, env)
+    try:
+        wait_for_lock(strata, repo, env)
+        for pid in terraform_in(repo / stack):
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        running.communicate(timeout=120)
+    assert running.returncode == 1
+    held = json_of(strata("locks", "--json", cwd=repo, env=env))
+    if kind.startswith("pg"):  # a pg advisory lock ends with the session that held it
+        assert held == []
+    else:
+        assert [h["stack"] for h in held] == [stack] and held[0]["lock"]["operation"] == "OperationTypeApply"
+        removed = strata("unlock", stack, "--yes", cwd=repo, env=env)
+        assert removed.code == 0 and "lock removed" in removed.stdout, removed.output
+        assert json_of(strata("locks", "--json", cwd=repo, env=env)) == []
+    ok(strata("apply", "--yes", "-q", cwd=repo, env=env))

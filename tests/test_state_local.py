@@ -928,6 +928,24 @@ def test_verify_finds_a_serial_that_went_down(strata: Strata, tmp_path: Path) ->
     assert lines["db"].startswith("ok"), lines
 
 
+def test_verify_finds_an_old_copy_written_back(strata: Strata, tmp_path: Path) -> None:
+    """The usual stale write: an old state file copied back byte for byte over a newer one."""
+    repo = make_repo(tmp_path / "repo")
+    old, new = state_bytes(5), state_bytes(6, resources=2)
+    put_state(repo, old)
+    assert strata("state", "ls", cwd=repo).code == 0
+    put_state(repo, new)
+    assert strata("state", "ls", cwd=repo).code == 0
+    assert strata("state", "verify", cwd=repo).code == 0
+    put_state(repo, old)
+    assert strata("state", "ls", cwd=repo).code == 0
+    versions = json.loads(strata("state", "versions", "app", "--json", cwd=repo).stdout)
+    assert versions[0]["current"] and versions[0]["serial"] == 5, "the newest version is the current state"
+    result = strata("state", "verify", cwd=repo)
+    assert result.code == 1, result.output
+    assert "FAILED" in result.stdout and "app" in result.stdout, result.output
+
+
 def test_verify_of_a_state_that_is_not_version_4(strata: Strata, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     put_state(repo, json.dumps({"version": 3, "serial": 1, "lineage": LINEAGE}).encode())
@@ -952,6 +970,18 @@ def test_a_state_that_is_not_json(strata: Strata, tmp_path: Path, command: tuple
     assert not (repo / ".strata" / "history").exists(), "a damaged state is not kept as a version"
     assert not (repo / ".strata" / "backups").exists()
     assert not (tmp_path / "b" / "manifest.json").exists()
+
+
+def test_listing_versions_of_a_damaged_state_keeps_no_damaged_version(strata: Strata, tmp_path: Path) -> None:
+    """Only states go into the history: once the file is repaired, nothing damaged is left to fail verify."""
+    repo = make_repo(tmp_path / "repo")
+    put_state(repo, b"this is {not a terraform state")
+    strata("state", "versions", "app", cwd=repo)
+    assert not (repo / ".strata" / "history").exists() or not list((repo / ".strata" / "history").rglob("*.tfstate"))
+    put_state(repo, state_bytes(4))
+    assert strata("state", "ls", cwd=repo).code == 0
+    result = strata("state", "verify", cwd=repo)
+    assert result.code == 0, result.output
 
 
 def test_restore_of_an_unknown_version(strata: Strata, tmp_path: Path) -> None:

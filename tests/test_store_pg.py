@@ -757,3 +757,13 @@ def test_a_busy_terraform_apply_holds_the_lock_until_killed(
     info = LockInfo.new("test")
     store.lock(info)
     store.unlock(info)
+
+
+def test_live_means_an_established_tcp_connection_of_this_machine(postgres_server: PostgresServer) -> None:
+    from strata.backends.pg import local_client_ports
+
+    with socket.create_connection(("127.0.0.1", postgres_server.port), timeout=5) as sock:
+        port = sock.getsockname()[1]
+        assert port in local_client_ports(postgres_server.port)
+        assert port not in local_client_ports(closed_port())
+    wait_for(lambda: port not in local_client_ports(postgres_server.port), "the closed connection to leave")

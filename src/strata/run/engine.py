@@ -30,7 +30,7 @@ from strata.terraform import commands as tf
 from strata.terraform.binary import TerraformBinary
 from strata.terraform.hclwrite import hcl_value
 from strata.terraform.modules import code_files, local_modules
-from strata.terraform.process import ProcessGroup, run
+from strata.terraform.process import Completed, ProcessGroup, run
 from strata.terraform.providers import ProviderStore
 
 # Commands that may use a dependency's mock_outputs when it has no state yet. Never apply or refresh:
@@ -189,7 +189,7 @@ class Runner:
         mutating = command in ("apply", "destroy", "refresh", "run")
         if mutating:
             self._remember(stack, f"before {command}", log)
-        done = run(argv, cwd, env, self.group, log, lambda line: self.display.line(stack.path, line))
+        done = self._terraform(stack, argv, cwd, env, log)
         if mutating and done.exit_code == 0:
             self._remember(stack, command, log)
         changes = tf.changes(done.output)
@@ -289,8 +289,7 @@ class Runner:
                 return None
         except FileNotFoundError:
             pass
-        done = run(tf.init(self.binary.path), folder, env, self.group, log,
-                   lambda line: self.display.line(stack.path, line))
+        done = self._terraform(stack, tf.init(self.binary.path), folder, env, log)
         if done.exit_code != 0:
             if done.interrupted:
                 return Outcome(INTERRUPTED, "stopped by an interrupt during init")
@@ -318,6 +317,27 @@ class Runner:
                 "terraform": self.binary.describe()}
         plan.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
+
+    def _terraform(self, stack: Stack, argv: list[str], cwd: Path, env: dict[str, str], log: IO[str]) -> Completed:
+        """Run terraform; retried while the pg backend's database-wide creation lock is busy.
+
+        Terraform's pg backend takes advisory lock -1 whenever it creates a state row (``init`` of a new
+        stack) and tries it on every lock: another stack of the same database starting at that moment fails
+        with "already locked for workspace creation", although nobody holds this stack's lock. That
+        conflict is transient and nothing has run yet, so strata tries again (a real holder of this
+        stack's lock still fails at once, naming the holder).
+        """
+        delay = 0.5
+        for _ in range(6):
+            done = run(argv, cwd, env, self.group, log, lambda line: self.display.line(stack.path, line))
+            if (done.exit_code in (0, 2) or done.interrupted or self.group.interrupted
+                    or "locked for workspace creation" not in done.output):
+                return done
+            log.write(f"strata: the pg backend's creation lock is busy (another stack is being created); "
+                      f"trying again in {delay:.1f}s\n")
+            time.sleep(delay)
+            delay *= 2
+        return done
 
     def _remember(self, stack: Stack, operation: str, log: IO[str]) -> None:
         """Keep the current state in strata's history (local and pg; S3 versions objects itself)."""

@@ -281,5 +281,5 @@ def _terraform_processes_in(folder: Path) -> Iterator[int]:
         except OSError:
             continue
         name = os.path.basename(cmd)
-        if cwd == target and (name.startswith(b"terraform") or name.startswith(b"tofu")):
+        if cwd == target and name in (b"terraform", b"tofu"):  # not its provider plugins
             yield int(entry.name)
