@@ -11,6 +11,7 @@ server mode for S3/DynamoDB/KMS/STS and a real PostgreSQL server, all on 127.0.0
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -334,19 +335,19 @@ def wait_for_lock(strata: Strata, repo: Path, env: dict[str, str], timeout: floa
     raise AssertionError("no lock appeared")
 
 
-def terraform_in(folder: Path) -> list[int]:
-    """Every terraform process working in ``folder`` (1.0.3 runs as two: a panic monitor and its child)."""
+def processes_in(folder: Path, name: bytes | None = None) -> list[int]:
+    """Processes working in ``folder`` (named ``name``): terraform (1.0.3 runs as two, a panic monitor and
+    its child), its provider plugins, the provisioner's sleep."""
     target = os.path.realpath(folder)
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")[0]
-                if os.readlink(entry / "cwd") == target and os.path.basename(command) == b"terraform":
+                command = os.path.basename((entry / "cmdline").read_bytes().split(b"\0")[0])
+                if os.readlink(entry / "cwd") == target and (name is None or command == name):
                     found.append(int(entry.name))
             except OSError:
                 continue
-    assert found, f"no terraform process in {folder}"
     return found
 
 
@@ -416,10 +417,15 @@ def test_a_lock_left_by_a_killed_apply_is_listed_and_removable(
     running = start(["apply", "--yes", "-q", stack], repo, env)
     try:
         wait_for_lock(strata, repo, env)
-        for pid in terraform_in(repo / stack):
+        killed = processes_in(repo / stack, b"terraform")
+        assert killed, "no terraform process in the stack"
+        for pid in killed:
             os.kill(pid, signal.SIGKILL)
     finally:
         running.communicate(timeout=120)
+        for pid in processes_in(repo / stack):  # the orphaned provider plugin and sleep
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert running.returncode == 1
     held = json_of(strata("locks", "--json", cwd=repo, env=env))
     if kind.startswith("pg"):  # a pg advisory lock ends with the session that held it

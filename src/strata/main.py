@@ -177,7 +177,9 @@ def run_options(fn: F) -> F:
 def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None = None, **extra: Any) -> int:
     from strata.commands import run
     from strata.run.engine import RunOptions
+    from strata.state.operations import duration_seconds
 
+    duration_seconds(kwargs["lock_timeout"])  # a usage error before anything runs
     options = RunOptions(
         command=command, parallelism=kwargs.pop("parallelism") or os.cpu_count() or 1, args=args or [],
         fail_fast=kwargs.pop("fail_fast"), lock_timeout=kwargs.pop("lock_timeout"),

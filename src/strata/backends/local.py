@@ -218,8 +218,8 @@ def remember_file(history_dir: Path, data: bytes, operation: str) -> None:
     """Keep ``data`` as a version unless the newest kept version has the same bytes."""
     digest = hashlib.sha256(data).hexdigest()[:16]
     existing = sorted(history_dir.glob("*.tfstate")) if history_dir.is_dir() else []
-    if any(p.stem.endswith(digest) for p in existing):
-        return
+    if existing and existing[-1].stem.endswith(digest):
+        return  # an older copy written back is a new version: verify must see the serial go down
     history_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = history_dir / f"{stamp}-{digest}.tfstate"
@@ -233,13 +233,13 @@ def file_versions(history_dir: Path, current: bytes | None) -> list[StateVersion
         return []
     digest = hashlib.sha256(current).hexdigest()[:16] if current else None
     out = []
-    for p in sorted(history_dir.glob("*.tfstate"), reverse=True):
+    for n, p in enumerate(sorted(history_dir.glob("*.tfstate"), reverse=True)):
         stamp = p.stem.split("-", 1)[0]
         try:
             when = datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
         except ValueError:
             when = None
-        out.append(StateVersion(p.stem, when, p.stat().st_size, current=digest is not None and
+        out.append(StateVersion(p.stem, when, p.stat().st_size, current=n == 0 and digest is not None and
                                 p.stem.endswith(digest), kind="history"))
     return out
 

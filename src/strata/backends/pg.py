@@ -293,9 +293,11 @@ def _is_loopback(address: str | None) -> bool:
     if address.startswith("/") or address == "localhost":
         return True
     try:
-        return ipaddress.ip_address(address).is_loopback
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None  # ::ffff:127.0.0.1
+    return (mapped or ip).is_loopback
 
 
 def local_client_ports(server_port: int) -> set[int]:
@@ -393,7 +395,7 @@ class PgStore(StateStore):
 
     @contextlib.contextmanager
     def _calling(self, action: str) -> Iterator[None]:
-        """Turn every psycopg failure in the block into a BackendError ("cannot <action> <where>")."""
+        """Turn every psycopg failure in the block into a BackendError naming ``action`` and :attr:`where`."""
         import psycopg
 
         try:

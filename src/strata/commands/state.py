@@ -18,7 +18,7 @@ from strata.errors import EXIT_ERROR, UsageError
 from strata.model.selection import Selection, select
 from strata.model.stack import Stack
 from strata.output import err, out, print_json, table
-from strata.state.operations import StateError, duration_seconds, failure, open_store, parse
+from strata.state.operations import StateError, duration_seconds, failure, open_store, parse, sound
 from strata.workspace import Workspace
 
 
@@ -134,7 +134,7 @@ def versions(ws: Workspace, stack_arg: str, *, as_json: bool) -> int:
     with open_store(ws.repository().root, stack) as store:
         try:
             raw = store.read()
-            if raw is not None:
+            if raw is not None and sound(raw):
                 store.remember(raw, "seen")
             found: list[StateVersion] = store.versions()
             details: list[tuple[StateVersion, int | None, str | None, int | None]] = []

@@ -26,6 +26,7 @@ from strata.model.stack import Stack
 from strata.run.display import Display
 from strata.run.outputs import OutputReader
 from strata.scheduler import CHANGES, FAILED, INTERRUPTED, OK, Outcome, Scheduler
+from strata.state.operations import sound
 from strata.terraform import commands as tf
 from strata.terraform.binary import TerraformBinary
 from strata.terraform.hclwrite import hcl_value
@@ -348,7 +349,7 @@ class Runner:
             assert backend is not None
             with backend.store(stack.backend.values(), self.repo.root / stack.path, self.repo.root) as store:
                 data = store.read()
-                if data is not None:
+                if data is not None and sound(data):
                     store.remember(data, operation)
         except (NotImplementedError, BackendError, StrataError, OSError) as exc:
             log.write(f"strata: warning: could not keep the state in strata's history: {exc}\n")

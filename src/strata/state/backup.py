@@ -143,6 +143,8 @@ def backup(root: Path, stacks: list[Stack], target: str, progress: Progress) -> 
                     progress(f"{stack.path}: no state")
                     continue
                 doc = parse(stack, store, raw)
+                if not doc.problems():
+                    store.remember(raw, "backup")  # so the manifest can name the version (local, pg)
                 version = next((v.id for v in store.versions() if v.current), None)
             except BackendError as exc:
                 raise failure(stack, store, exc) from None

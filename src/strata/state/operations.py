@@ -66,6 +66,14 @@ def parse(stack: Stack, store: StateStore, raw: bytes) -> StateDocument:
                          f"{exc}") from None
 
 
+def sound(raw: bytes) -> bool:
+    """Whether ``raw`` is a state worth keeping in strata's history (parses, version 4, has a lineage)."""
+    try:
+        return not StateDocument.parse(raw).problems()
+    except StateFormatError:
+        return False
+
+
 # -- locks -------------------------------------------------------------------------------------------------
 
 
