@@ -376,15 +376,16 @@ def state_verify_command(ws: Any, /, source: str | None, as_json: bool, **kwargs
 
 @state_group.command("replicate")
 @selection_options
-@click.option("--to-region", required=True, metavar="REGION", help="The disaster-recovery region.")
+@click.option("--to-region", metavar="REGION",
+              help="The disaster-recovery region (default: each stack's bootstrap { dr_region }).")
 @click.option("--emit-replication-config", "emit_config", is_flag=True,
               help="Print the S3 replication configuration for continuous replication instead of copying.")
 @click.option("--role-arn", metavar="ARN", help="With --emit-replication-config: the IAM role S3 replicates as.")
 @_lock_timeout_option
 @_json_option
 @click.pass_obj
-def state_replicate_command(ws: Any, /, to_region: str, emit_config: bool, role_arn: str | None, lock_timeout: str,
-                            as_json: bool, **kwargs: Any) -> int:
+def state_replicate_command(ws: Any, /, to_region: str | None, emit_config: bool, role_arn: str | None,
+                            lock_timeout: str, as_json: bool, **kwargs: Any) -> int:
     """Copy the current states to the DR region's backend and verify their checksums."""
     from strata.commands import state
 

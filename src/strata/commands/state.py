@@ -224,30 +224,52 @@ def verify(ws: Workspace, selection: Selection, *, source: str | None, as_json: 
     return EXIT_ERROR if bad else 0
 
 
-def replicate(ws: Workspace, selection: Selection, *, to_region: str, emit_config: bool, role_arn: str | None,
-              lock_timeout: str, as_json: bool) -> int:
+def replicate(ws: Workspace, selection: Selection, *, to_region: str | None, emit_config: bool,
+              role_arn: str | None, lock_timeout: str, as_json: bool) -> int:
     stacks = _stacks(ws, selection)
     repo = ws.repository()
+    groups: dict[str, list[Stack]] = {}
+    for stack in stacks:
+        region = to_region or _dr_region(stack)
+        if region is None:
+            raise UsageError(f"{stack.path}: no DR region: pass --to-region REGION or set "
+                             'bootstrap { dr_region = "..." } in its strata.hcl')
+        groups.setdefault(region, []).append(stack)
     if emit_config:
-        return _emit_replication(stacks, to_region, role_arn, repo.settings.production_environments)
+        configs: dict[str, Any] = {}
+        for region, group in sorted(groups.items()):
+            configs.update(_replication_configs(group, region, role_arn, repo.settings.production_environments))
+        out(json.dumps(configs, indent=2))
+        return 0
     from strata.state.replicate import replicate as do_replicate
 
-    changes, replicas = do_replicate(repo.root, stacks, to_region, repo.settings.production_environments,
-                                     progress=err, lock_timeout=duration_seconds(lock_timeout))
+    changes: list[Any] = []
+    replicas: list[Any] = []
+    for region, group in sorted(groups.items()):
+        made, copied = do_replicate(repo.root, group, region, repo.settings.production_environments,
+                                    progress=err, lock_timeout=duration_seconds(lock_timeout))
+        changes += made
+        replicas += copied
     if as_json:
         print_json({"backend": [c.to_json() for c in changes], "stacks": [r.to_json() for r in replicas]})
     else:
-        created = [c for c in changes if c.action != "unchanged"]
+        created = [c for c in changes if c.action in ("created", "changed")]
         if created:
-            out(f"DR backend in {to_region}: {len(created)} resource(s) created or repaired")
-        copied = sum(1 for r in replicas if r.status == "copied")
-        out(f"replicated {copied} state(s) to {to_region}; "
-            f"{sum(1 for r in replicas if r.status == 'unchanged')} already current, checksums verified")
+            out(f"DR backends: {len(created)} resource(s) created or repaired")
+        count = sum(1 for r in replicas if r.status == "copied")
+        out(f"replicated {count} state(s) to {', '.join(sorted(groups))}; "
+            f"{sum(1 for r in replicas if r.status == 'unchanged')} already current; checksums verified")
     return 0
 
 
-def _emit_replication(stacks: list[Stack], to_region: str, role_arn: str | None,
-                      production_environments: tuple[str, ...]) -> int:
+def _dr_region(stack: Stack) -> str | None:
+    setting = stack.bootstrap.get("dr_region")
+    value = setting.plain() if setting is not None else None
+    return str(value) if value else None
+
+
+def _replication_configs(stacks: list[Stack], to_region: str, role_arn: str | None,
+                         production_environments: tuple[str, ...]) -> dict[str, Any]:
     from strata.bootstrap.emit import replication_configuration
     from strata.bootstrap.targets import dr_values, plan_targets, s3_target
 
@@ -262,5 +284,4 @@ def _emit_replication(stacks: list[Stack], to_region: str, role_arn: str | None,
         destination = s3_target(group, production_environments, values=dr)
         role = role_arn or f"arn:aws:iam::<account-id>:role/{source.bucket}-replication"
         configs[source.bucket] = replication_configuration(source, destination, role)
-    out(json.dumps(configs, indent=2))
-    return 0
+    return configs

@@ -198,7 +198,10 @@ def write_state(root: Path, stack: Stack, store: StateStore, contents: bytes, *,
         backup = None
         if current is not None and raw is not None:
             backup = keep_backup(root, stack, raw, operation, current.serial)
-            store.remember(raw, f"before {operation}")
+            try:
+                store.remember(raw, f"before {operation}")
+            except BackendError as exc:
+                raise failure(stack, store, exc) from None
         if exact:
             if current is not None and not current.is_empty():
                 if current.lineage and new.lineage != current.lineage:
@@ -222,7 +225,11 @@ def write_state(root: Path, stack: Stack, store: StateStore, contents: bytes, *,
             kept = f"; the previous state is kept in {backup}" if backup else ""
             raise StateError(f"{stack.path} ({store.where}): the state read back differs from what was "
                              f"written{kept}")
-        store.remember(data, operation)
+        try:
+            store.remember(data, operation)
+        except BackendError as exc:
+            raise failure(stack, store, BackendError(f"the state was written (serial {StateDocument.parse(data).serial}), "
+                                                     f"but keeping it in strata's history failed: {exc}")) from None
     done = StateDocument.parse(data)
     return WriteResult(stack.path, store.where, done.serial, done.lineage, done.sha256,
                        current.serial if current is not None else None, backup)
