@@ -228,8 +228,9 @@ def write_state(root: Path, stack: Stack, store: StateStore, contents: bytes, *,
         try:
             store.remember(data, operation)
         except BackendError as exc:
-            raise failure(stack, store, BackendError(f"the state was written (serial {StateDocument.parse(data).serial}), "
-                                                     f"but keeping it in strata's history failed: {exc}")) from None
+            written_serial = StateDocument.parse(data).serial
+            raise failure(stack, store, BackendError(f"the state was written (serial {written_serial}), but keeping "
+                                                     f"it in strata's history failed: {exc}")) from None
     done = StateDocument.parse(data)
     return WriteResult(stack.path, store.where, done.serial, done.lineage, done.sha256,
                        current.serial if current is not None else None, backup)
