@@ -825,3 +825,23 @@ def test_lock_file_interop_with_terraform_111(tf_111: str, provider_mirror: dict
     assert moto_server.object_keys(bucket) == [KEY]
     data = store.read()
     assert data is not None and {r["name"] for r in json.loads(data)["resources"]} == {"this", "slow"}
+
+
+def test_access_denied_through_the_cli_names_the_stack_and_backend(auth_moto: AuthMoto, tmp_path: Path,
+                                                                   strata: Any) -> None:
+    from conftest import snapshot, write_tree
+
+    denied_key, denied_secret = auth_moto.denied
+    backend = (f'backend "s3" {{\n  bucket = "{auth_moto.bucket}"\n  region = "us-east-1"\n'
+               f'  dynamodb_table = "{auth_moto.table}"\n  use_path_style = true\n'
+               f'  endpoints = {{ s3 = "{auth_moto.endpoint}", dynamodb = "{auth_moto.endpoint}" }}\n'
+               f'  access_key = "{denied_key}"\n  secret_key = "{denied_secret}"\n}}\n')
+    repo = write_tree(tmp_path / "repo", {"strata.hcl": "strata {}\n" + backend,
+                                          "dev/us-east-1/app/strata.hcl": "stack {}\n"})
+    before = snapshot(repo)
+    for args in (("state", "ls"), ("output",), ("locks",), ("state", "pull", "dev/us-east-1/app")):
+        result = strata(*args, cwd=repo)
+        assert result.code == 1, (args, result.output)
+        assert "dev/us-east-1/app" in result.stderr and "s3" in result.stderr, (args, result.stderr)
+        assert "access denied" in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+    assert snapshot(repo) == before
