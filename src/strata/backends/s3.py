@@ -272,6 +272,33 @@ def aws_error(exc: Exception) -> tuple[str, str]:
     return code, message or code
 
 
+def transport_problem(exc: Exception, service: str, endpoint: str, doing: str) -> str | None:
+    """Plain words for a failure before AWS could answer (unreachable endpoint, timeout, no credentials,
+    profile or region); None for an answer from AWS (read those with :func:`aws_error`)."""
+    from botocore.exceptions import (
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        ProfileNotFound,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+        return f"cannot reach the {service} endpoint {endpoint} (to {doing})"
+    if isinstance(exc, ReadTimeoutError):
+        return f"the {service} endpoint {endpoint} did not answer in time (to {doing})"
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return (f"no AWS credentials to {doing}: set access_key/secret_key or profile in the backend block, "
+                "or AWS_PROFILE / AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if isinstance(exc, ProfileNotFound):
+        return f"cannot {doing}: {exc}"
+    if isinstance(exc, NoRegionError):
+        return f"cannot {doing}: no region (set region in the backend block)"
+    return None
+
+
 def _is_client_error(exc: BaseException) -> bool:
     from botocore.exceptions import ClientError
 
@@ -341,28 +368,10 @@ class S3Store(StateStore):
             raise BackendError(self._explain(exc, action, service)) from None
 
     def _explain(self, exc: Exception, action: str, service: str) -> str:
-        from botocore.exceptions import (
-            ConnectTimeoutError,
-            EndpointConnectionError,
-            NoCredentialsError,
-            NoRegionError,
-            PartialCredentialsError,
-            ProfileNotFound,
-            ReadTimeoutError,
-        )
-
         name = "S3" if service == "s3" else "DynamoDB" if service == "dynamodb" else service
-        if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
-            return f"cannot reach the {name} endpoint {self._endpoint(service)} (to {action} {self.where})"
-        if isinstance(exc, ReadTimeoutError):
-            return f"the {name} endpoint {self._endpoint(service)} did not answer in time (to {action} {self.where})"
-        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-            return (f"no AWS credentials to {action} {self.where}: set access_key/secret_key or profile in the "
-                    "backend block, or AWS_PROFILE / AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-        if isinstance(exc, ProfileNotFound):
-            return f"cannot {action} {self.where}: {exc}"
-        if isinstance(exc, NoRegionError):
-            return f"cannot {action} {self.where}: no region (set region in the backend block)"
+        problem = transport_problem(exc, name, self._endpoint(service), f"{action} {self.where}")
+        if problem is not None:
+            return problem
         if not _is_client_error(exc):
             return f"cannot {action} {self.where}: {exc}"
         code, message = aws_error(exc)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from strata.backends.base import BackendError
-from strata.backends.s3 import aws_client, aws_error
+from strata.backends.s3 import aws_client, aws_error, transport_problem
 from strata.bootstrap.targets import Action, Change, S3Target
 
 TLS_STATEMENT_ID = "DenyInsecureTransport"
@@ -120,26 +120,10 @@ class _Bootstrap:
             self.report(resource, name, "changed", f"{problem}; now {wanted}")
 
     def _explain(self, exc: Exception, service: str, doing: str) -> str:
-        from botocore.exceptions import (
-            ConnectTimeoutError,
-            EndpointConnectionError,
-            NoCredentialsError,
-            NoRegionError,
-            PartialCredentialsError,
-            ReadTimeoutError,
-        )
-
-        name = _SERVICES.get(service, service)
         url = getattr(getattr(self._clients.get(service), "meta", None), "endpoint_url", None) or "(default)"
-        if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
-            return f"cannot reach the {name} endpoint {url} (to {doing})"
-        if isinstance(exc, ReadTimeoutError):
-            return f"the {name} endpoint {url} did not answer in time (to {doing})"
-        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-            return (f"no AWS credentials to {doing}: set access_key/secret_key or profile in the backend block, "
-                    "or AWS_PROFILE / AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-        if isinstance(exc, NoRegionError):
-            return f"cannot {doing}: no region (set region in the backend block)"
+        problem = transport_problem(exc, _SERVICES.get(service, service), url, doing)
+        if problem is not None:
+            return problem
         code, message = aws_error(exc)
         if not code:
             return f"cannot {doing}: {exc}"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from strata.backends.base import BackendError
-from strata.bootstrap.targets import Change, Targets, plan_targets
+from strata.bootstrap.targets import Change, PgTarget, S3Target, Targets, plan_targets
 from strata.errors import StrataError
 from strata.model.selection import Selection, select
 from strata.model.stack import Stack
@@ -20,29 +21,25 @@ def targets_for(ws: Workspace, stacks: list[Stack]) -> Targets:
 
 def bootstrap(targets: Targets, *, dry_run: bool, progress: bool = True) -> list[Change]:
     """Create or repair every target; one Change per resource."""
-    changes: list[Change] = []
+    work: list[tuple[S3Target | PgTarget, Callable[..., list[Change]]]] = []
     if targets.s3:
         from strata.bootstrap.aws import bootstrap_s3
 
-        for s3 in targets.s3:
-            if progress:
-                err(f"{'checking' if dry_run else 'bootstrapping'} {s3.description}")
-            try:
-                changes.extend(bootstrap_s3(s3, dry_run=dry_run))
-            except BackendError as exc:
-                raise StrataError(f"{s3.description} (backend of {', '.join(s3.stacks[:3])}"
-                                  f"{' …' if len(s3.stacks) > 3 else ''}): {exc}") from None
+        work += [(t, bootstrap_s3) for t in targets.s3]
     if targets.pg:
         from strata.bootstrap.pg import bootstrap_pg
 
-        for pg in targets.pg:
-            if progress:
-                err(f"{'checking' if dry_run else 'bootstrapping'} {pg.description}")
-            try:
-                changes.extend(bootstrap_pg(pg, dry_run=dry_run))
-            except BackendError as exc:
-                raise StrataError(f"{pg.description} (backend of {', '.join(pg.stacks[:3])}"
-                                  f"{' …' if len(pg.stacks) > 3 else ''}): {exc}") from None
+        work += [(t, bootstrap_pg) for t in targets.pg]
+    changes: list[Change] = []
+    for target, create in work:
+        if progress:
+            err(f"{'checking' if dry_run else 'bootstrapping'} {target.description}")
+        try:
+            changes.extend(create(target, dry_run=dry_run))
+        except BackendError as exc:
+            stacks = target.stacks
+            raise StrataError(f"{target.description} (backend of {', '.join(stacks[:3])}"
+                              f"{' …' if len(stacks) > 3 else ''}): {exc}") from None
     return changes
 
 
