@@ -348,6 +348,12 @@ CASES: list[Case] = [
     Case("unknown-attribute-in-stack-block", repo_files({
         f"{FOUNDATION}/strata.hcl": 'stack {\n  name = "net"\n  tag = ["x"]\n}\n',
     }), (Expect(f"{FOUNDATION}/strata.hcl:3", ("unknown attribute", "'tag'", "tags")),)),
+    Case("unknown-setting-in-bootstrap-block", repo_files(stacks(FOUNDATION), root=(
+        "strata {}\nbootstrap {\n  noncurrent_version_days = 30\n  dr_regoin = \"us-west-2\"\n}\n")),
+         (Expect("strata.hcl:4", ("unknown attribute", "'dr_regoin'", "dr_region")),)),
+    Case("bootstrap-block-with-a-label", repo_files(stacks(FOUNDATION), {
+        f"{FOUNDATION}/strata.hcl": 'stack {}\nbootstrap "aws" {\n  dr_region = "us-west-2"\n}\n',
+    }), (Expect(f"{FOUNDATION}/strata.hcl:2", ("bootstrap block takes no labels",)),)),
     Case("unknown-setting-in-strata-block", repo_files(stacks(FOUNDATION), root="strata {\n  layer = [\"a\"]\n}\n"),
          (Expect("strata.hcl:2", ("unknown attribute", "'layer'", "layers")),)),
     Case("unknown-backend-type", repo_files(stacks(FOUNDATION, PLATFORM), root='strata {}\n\nbackend "s4" {\n}\n'),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,16 @@ def test_a_dr_copy_never_uses_the_source_regions_key_arn() -> None:
     assert dr_values(values, "us-west-2")["kms_key_id"] == "alias/b-us-west-2"
     assert dr_values(values, "us-west-2", "alias/state")["kms_key_id"] == "alias/state"
     assert dr_values(values, "us-west-2", "state")["kms_key_id"] == "alias/state"
+
+
+def test_bootstrap_command_reports_a_bad_setting_with_its_line_and_writes_nothing(tmp_path: Path,
+                                                                                   strata: Any) -> None:
+    from conftest import snapshot
+
+    root = ROOT.replace('"alias/acme-state-${strata.environment}-${strata.region}"', '"1234abcd-12ab-34cd-56ef"')
+    layered(tmp_path, {"strata.hcl": root})
+    before = snapshot(tmp_path)
+    result = strata("bootstrap", "--dry-run", cwd=tmp_path)
+    assert result.code == 1
+    assert "strata.hcl:7" in result.stderr and "names a key directly" in result.stderr, result.stderr
+    assert snapshot(tmp_path) == before
