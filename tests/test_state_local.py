@@ -1035,3 +1035,40 @@ def test_bad_lock_timeout_of_apply_is_a_usage_error(strata: Strata, tf_111: str,
     assert result.code == 64, result.output
     assert "banana" in result.stderr
     assert not state_file(repo).exists()
+
+
+HOLD_UNTIL_SIGNALLED = """
+import sys, time
+from pathlib import Path
+from strata.state.operations import holding_lock, open_store
+from strata.workspace import Workspace
+repo = Path(sys.argv[1])
+stack = Workspace(cwd=repo).repository().stacks["app"]
+store = open_store(repo, stack)
+try:
+    with holding_lock(stack, store, "state-restore"):
+        print("locked", flush=True)
+        time.sleep(60)
+except KeyboardInterrupt:
+    print("released", flush=True)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_an_interrupt_releases_a_lock_strata_holds(tmp_path: Path, sig: signal.Signals) -> None:
+    repo = make_repo(tmp_path / "repo")
+    put_state(repo, state_bytes(3))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_UNTIL_SIGNALLED, str(repo)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert info_file(repo).is_file() and not lock_is_free(state_file(repo))
+        holder.send_signal(sig)
+        out, _ = holder.communicate(timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert holder.returncode == 130 and "released" in out
+    assert not info_file(repo).exists() and lock_is_free(state_file(repo))
+    assert state_file(repo).read_bytes() == state_bytes(3)
