@@ -122,11 +122,13 @@ def main() -> int:
     try:
         repo, env = prepare(endpoint, binary, rc)
         tf_env = {**bench_run.terraform_env(rc), **{k: v for k, v in env.items() if k.startswith("AWS_")}}
-        cold = WORK / "cold-copy"
+        copy = WORK / "cold-copy"  # a copy of the repository (local modules sit at the same relative paths)
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".terraform", ".strata"))
+        cold = copy / OUTPUT_STACK
 
-        def terraform_output() -> None:  # Terragrunt's dependency read: a stack copy without .terraform
-            shutil.rmtree(cold, ignore_errors=True)
-            shutil.copytree(repo / OUTPUT_STACK, cold, ignore=shutil.ignore_patterns(".terraform"))
+        def terraform_output() -> None:  # Terragrunt's dependency read: the stack without .terraform
+            shutil.rmtree(cold / ".terraform", ignore_errors=True)
             bench_run.run_checked([binary, "init", "-input=false", "-no-color"], cold, tf_env, "terraform init")
             bench_run.run_checked([binary, "output", "-json"], cold, tf_env, "terraform output")
 

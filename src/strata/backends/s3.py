@@ -15,8 +15,10 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import json
 import os
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,9 +112,29 @@ def aws_client(values: dict[str, Any], service: str) -> Any:
     # silent endpoint costs connect_timeout per attempt.
     config = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=5, read_timeout=30,
                     s3=s3_options, **options)
-    session = boto3.session.Session(profile_name=norm["profile"]) if norm.get("profile") else boto3.session.Session()
-    make: Any = session.client  # the service name is a runtime value here, not a literal
-    return make(service, config=config, **kwargs)
+    # Building a session and a client parses the service models (tens of milliseconds each): a run that
+    # reads many states shares one session per profile and one client per configuration. boto3 clients
+    # are thread-safe; sessions are not, so they are only used under the lock.
+    environment = sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))  # credentials, endpoints
+    key = json.dumps([service, norm.get("profile"), kwargs, s3_options, options, attempts, environment],
+                     sort_keys=True, default=str)
+    with _clients_guard:
+        client = _clients.get(key)
+        if client is None:
+            profile = norm.get("profile") or None
+            session_key = json.dumps([profile, environment])  # a session keeps the credentials it resolved
+            session = _sessions.get(session_key)
+            if session is None:
+                session = boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
+                _sessions[session_key] = session
+            make: Any = session.client  # the service name is a runtime value here, not a literal
+            client = _clients[key] = make(service, config=config, **kwargs)
+    return client
+
+
+_clients: dict[str, Any] = {}
+_sessions: dict[str, Any] = {}
+_clients_guard = threading.Lock()
 
 
 class S3Backend(Backend):
