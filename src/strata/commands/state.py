@@ -41,11 +41,11 @@ def _when(value: datetime | None) -> str:
 def _size(size: int | None) -> str:
     if size is None:
         return "-"
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024 or unit == "MiB":
-            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024  # type: ignore[assignment]
-    return str(size)
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / (1024 * 1024):.1f} MiB"
 
 
 # -- ls ------------------------------------------------------------------------------------------------------
