@@ -393,6 +393,106 @@ def state_replicate_command(ws: Any, /, to_region: str | None, emit_config: bool
                            role_arn=role_arn, lock_timeout=lock_timeout, as_json=as_json)
 
 
+@state_group.command("mv")
+@click.argument("source")
+@click.argument("address")
+@click.argument("target")
+@click.argument("new_address", required=False)
+@_json_option
+@click.pass_obj
+def state_mv_command(ws: Any, /, source: str, address: str, target: str, new_address: str | None,
+                     as_json: bool) -> int:
+    """Move a resource or module from one stack's state to another's (locks, backups, journal)."""
+    from strata.commands import migrate
+
+    return migrate.state_mv(ws, source, address, target, new_address, as_json=as_json)
+
+
+@state_group.command("rm")
+@click.argument("stack")
+@click.argument("addresses", nargs=-1, required=True)
+@_json_option
+@click.pass_obj
+def state_rm_command(ws: Any, /, stack: str, addresses: tuple[str, ...], as_json: bool) -> int:
+    """Forget resources (exact addresses, module prefixes or globs) in a stack's state, backed up first."""
+    from strata.commands import migrate
+
+    return migrate.state_rm(ws, stack, list(addresses), as_json=as_json)
+
+
+@state_group.command("import")
+@click.argument("stack")
+@click.argument("address")
+@click.argument("id")
+@click.pass_obj
+def state_import_command(ws: Any, /, stack: str, address: str, id: str) -> int:
+    """terraform import in a stack, with its state backed up first."""
+    from strata.commands import migrate
+
+    return migrate.state_import(ws, stack, address, id)
+
+
+@cli.group("migrate")
+def migrate_group() -> None:
+    """Move resources between states: a monolith into layers, with dry run, journal, verification, rollback."""
+
+
+@migrate_group.command("plan")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_json_option
+@click.pass_obj
+def migrate_plan_command(ws: Any, /, file: Path, as_json: bool) -> int:
+    """The dry run: what moves where, problems, and no-op verification plans. Changes nothing."""
+    from strata.commands import migrate
+
+    return migrate.plan(ws, file, as_json=as_json)
+
+
+@migrate_group.command("apply")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--no-rollback", is_flag=True, help="Keep the migrated states even if a verification plan shows changes.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_json_option
+@click.pass_obj
+def migrate_apply_command(ws: Any, /, file: Path, no_rollback: bool, yes: bool, as_json: bool) -> int:
+    """Lock, back up, move, verify with no-op plans; roll back automatically when a plan shows changes."""
+    from strata.commands import migrate
+
+    return migrate.apply(ws, file, rollback=not no_rollback, yes=yes, as_json=as_json)
+
+
+@migrate_group.command("resume")
+@click.argument("migration_id", metavar="ID")
+@_json_option
+@click.pass_obj
+def migrate_resume_command(ws: Any, /, migration_id: str, as_json: bool) -> int:
+    """Finish an interrupted migration from its journal."""
+    from strata.commands import migrate
+
+    return migrate.resume(ws, migration_id, as_json=as_json)
+
+
+@migrate_group.command("rollback")
+@click.argument("migration_id", metavar="ID")
+@_json_option
+@click.pass_obj
+def migrate_rollback_command(ws: Any, /, migration_id: str, as_json: bool) -> int:
+    """Restore every state a migration touched, byte for byte, from its backups."""
+    from strata.commands import migrate
+
+    return migrate.rollback(ws, migration_id, as_json=as_json)
+
+
+@migrate_group.command("ls")
+@_json_option
+@click.pass_obj
+def migrate_ls_command(ws: Any, /, as_json: bool) -> int:
+    """Every migration of this repository: who, when, what, outcome."""
+    from strata.commands import migrate
+
+    return migrate.ls(ws, as_json=as_json)
+
+
 @cli.command("locks")
 @selection_options
 @_json_option

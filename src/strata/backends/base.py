@@ -236,6 +236,11 @@ class StateStore:
         """Replace the current state. The caller holds the lock (:meth:`lock`)."""
         raise NotImplementedError
 
+    def delete(self) -> None:
+        """Remove the current state, so the stack has none (used to roll back a state strata created).
+        The caller holds the lock."""
+        raise NotImplementedError
+
     def lock(self, info: LockInfo) -> None:
         """Take Terraform's lock for this state, or raise :class:`StateLocked` naming the holder."""
         raise NotImplementedError

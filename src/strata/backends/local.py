@@ -123,6 +123,14 @@ class LocalStore(StateStore):
         os.pwrite(fd, data, 0)
         os.fsync(fd)
 
+    def delete(self) -> None:
+        with _held_guard:
+            held = str(self.path) in _held
+        if not held:
+            raise BackendError(f"internal error: deleting {self.where} without its lock")
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # the locked descriptor stays valid until unlock closes it
+
     # -- locks ---------------------------------------------------------------------------------------
 
     def lock(self, info: LockInfo) -> None:

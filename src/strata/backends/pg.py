@@ -483,6 +483,15 @@ class PgStore(StateStore):
                 f"ON CONFLICT (name) DO UPDATE SET data = %(data)s WHERE {STATES_TABLE}.name = %(name)s",
                 {"name": WORKSPACE, "data": text})
 
+    def delete(self) -> None:
+        if self._lock_conn is None:
+            raise BackendError(f"internal error: deleting {self.where} without its lock")
+        if self.read() is None:
+            return
+        with self._calling("delete the state at"):
+            self._connection().execute(f"DELETE FROM {self._table(STATES_TABLE)} WHERE name = %(name)s",
+                                       {"name": WORKSPACE})
+
     # -- locks ---------------------------------------------------------------------------------------------
 
     def lock(self, info: LockInfo) -> None:

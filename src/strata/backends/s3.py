@@ -497,6 +497,14 @@ class S3Store(StateStore):
                 self.dynamodb.put_item(TableName=self.table, Item={
                     "LockID": {"S": self.lock_path + DIGEST_SUFFIX}, "Digest": {"S": digest}})
 
+    def delete(self) -> None:
+        with self._calling("delete"):
+            self.s3.delete_object(Bucket=self.bucket, Key=self.key)
+        if self.table:  # as Terraform's Delete: the digest item goes with the object
+            with self._calling("delete the state digest of", "dynamodb"):
+                self.dynamodb.delete_item(TableName=self.table,
+                                          Key={"LockID": {"S": self.lock_path + DIGEST_SUFFIX}})
+
     # -- locks -------------------------------------------------------------------------------------------
 
     def lock(self, info: LockInfo) -> None:

@@ -53,6 +53,9 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
     if not stacks:
         err("no stacks selected")
         return 0
+    from strata.migrate.journal import refuse_if_interrupted
+
+    refuse_if_interrupted(repo.root, {s.path for s in stacks})
     binary = ws.terraform()
     prepare(ws, repo, stacks)
     if bootstrap:

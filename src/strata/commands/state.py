@@ -164,9 +164,11 @@ def versions(ws: Workspace, stack_arg: str, *, as_json: bool) -> int:
 
 
 def restore(ws: Workspace, stack_arg: str, *, version: str, yes: bool, lock_timeout: str, as_json: bool) -> int:
+    from strata.migrate.journal import refuse_if_interrupted
     from strata.state.operations import restore as do_restore
 
     stack = _one(ws, stack_arg)
+    refuse_if_interrupted(ws.repository().root, {stack.path})
     timeout = duration_seconds(lock_timeout)
     if not yes:
         _confirm(f"restore {stack.path} to version {version}")
