@@ -94,6 +94,8 @@ class LocalStore(StateStore):
         with _held_guard:
             fd = _held.get(str(self.path))
         if fd is not None:  # read through the locked descriptor: opening another would drop the lock
+            if not self.path.exists():
+                return None  # deleted while locked (delete()): the descriptor still sees the old bytes
             size = os.fstat(fd).st_size
             data = os.pread(fd, size, 0)
         else:

@@ -344,7 +344,7 @@ def resume(repo: Repository, binary: TerraformBinary, journal: Journal, progress
         if journal.status == "rolling-back":
             _write_all(journal, touched, "before", expect=("planned", "final", "before"), progress=progress)
             journal.step("rolled-back", "finished the interrupted rollback; every state restored byte for byte")
-            return Result(journal, None, ok=False, message=journal.outcome)
+            return Result(journal, None, ok=True, message=journal.outcome)
         if journal.status == "finishing":
             _write_all(journal, [t for t in touched if t.entry.final is not None], "final",
                        expect=("planned", "final"), progress=progress)
