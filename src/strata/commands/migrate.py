@@ -85,7 +85,8 @@ def apply(ws: Workspace, file: Path, *, rollback: bool, yes: bool, as_json: bool
             raise UsageError("migrate apply rewrites states: pass --yes to confirm (there is no terminal to ask)")
         if input(f"apply migration {migration.file}? Type 'yes' to go on: ").strip() != "yes":
             raise UsageError("cancelled")
-    result = runner.apply(repo, binary, migration, rollback=rollback, progress=err)
+    result = runner.apply(repo, binary, migration, rollback=rollback, progress=err,
+                          spec_path=file if file.is_absolute() else ws.cwd / file)
     return _report(result, as_json, "migration")
 
 
@@ -155,8 +156,11 @@ def state_rm(ws: Workspace, stack_arg: str, addresses: list[str], *, as_json: bo
     from strata.state.document import StateDocument
     from strata.state.operations import StateError, open_store, parse, write_state
 
+    from strata.migrate.journal import refuse_if_interrupted
+
     repo = _repo(ws)
     stack = repo.resolve_stack(stack_arg, ws.cwd)
+    refuse_if_interrupted(repo.root, {stack.path})
     with open_store(repo.root, stack) as store:
         raw = store.read()
         if raw is None:

@@ -61,6 +61,7 @@ class Journal:
     outcome: str = ""
     moves: int = 0
     verify: bool = True  # False for `strata state mv`: no verification plans
+    spec_path: str = ""  # the migration file (absolute): how resume/rollback reopen a source outside every stack
     entries: list[Entry] = field(default_factory=list)
 
     # -- files ------------------------------------------------------------------------------------------

@@ -161,12 +161,13 @@ def _verify(repo: Repository, binary: TerraformBinary, states: dict[str, bytes],
 
 
 def apply(repo: Repository, binary: TerraformBinary, migration: Migration, *, rollback: bool = True,
-          progress: Progress) -> Result:
+          progress: Progress, spec_path: Path | None = None) -> Result:
     source, targets = _open(repo, migration)
     touched = [source, *(targets[k] for k in sorted(targets))]
     refuse_if_interrupted(repo.root, {t.stack.path for t in touched if t.stack is not None})
     journal = Journal.create(repo.root, Path(migration.file).stem, migration.file)
     journal.entries = [t.entry for t in touched]
+    journal.spec_path = str(spec_path.resolve()) if spec_path is not None else ""
     journal.save()
     try:
         return _apply(repo, binary, migration, journal, source, targets, touched, rollback, progress)
@@ -323,13 +324,32 @@ def _reopen(repo: Repository, journal: Journal) -> list[Touched]:
     touched = []
     for entry in journal.entries:
         if entry.stack is None:
-            raise MigrationError(f"migration {journal.id}: its source is a state outside every stack; "
-                                 "resume and rollback need it to be a stack")
+            touched.append(_reopen_outside(repo, journal, entry))
+            continue
         stack = repo.stacks.get(entry.stack)
         if stack is None:
             raise MigrationError(f"migration {journal.id}: {entry.stack} is no longer a stack of this repository")
         touched.append(Touched(entry, open_store(repo.root, stack), stack))
     return touched
+
+
+def _reopen_outside(repo: Repository, journal: Journal, entry: Entry) -> Touched:
+    """A source outside every stack, reopened from the migration file (credentials never go in the journal)."""
+    from strata.migrate.spec import load_migration
+
+    path = Path(journal.spec_path) if journal.spec_path else None
+    if path is None or not path.is_file():
+        raise MigrationError(f"migration {journal.id}: its source is a state outside every stack, described in "
+                             f"{journal.file}, which is gone; restore the file to resume or roll back")
+    spec = load_migration(path, journal.file).source
+    backend = get_backend(spec.backend_type or "")
+    if backend is None or spec.backend_type is None:
+        raise MigrationError(f"migration {journal.id}: {journal.file} no longer names the source's backend")
+    store = backend.store(spec.backend_values, repo.root, repo.root)
+    if store.where != entry.location:
+        raise MigrationError(f"migration {journal.id}: {journal.file} now names {store.where}, but the migration "
+                             f"touched {entry.location}")
+    return Touched(entry, store, None)
 
 
 def resume(repo: Repository, binary: TerraformBinary, journal: Journal, progress: Progress) -> Result:
