@@ -152,11 +152,10 @@ def state_mv(ws: Workspace, source: str, address: str, target: str, new_address:
 
 
 def state_rm(ws: Workspace, stack_arg: str, addresses: list[str], *, as_json: bool) -> int:
+    from strata.migrate.journal import refuse_if_interrupted
     from strata.migrate.surgery import matches
     from strata.state.document import StateDocument
     from strata.state.operations import StateError, open_store, parse, write_state
-
-    from strata.migrate.journal import refuse_if_interrupted
 
     repo = _repo(ws)
     stack = repo.resolve_stack(stack_arg, ws.cwd)
