@@ -201,7 +201,7 @@ def state_import(ws: Workspace, stack_arg: str, address: str, ident: str) -> int
             path = keep_backup(repo.root, stack, raw, "state-import", StateDocument.parse(raw).serial)
             store.remember(raw, "before state-import")
             err(f"{stack.path}: the state before the import is kept in {path}")
-    options = RunOptions(command="run", parallelism=1, args=["import", address, ident])
+    options = RunOptions(command="run", parallelism=1, args=["import", "-no-color", "-input=false", address, ident])
     return running.run(ws, Selection(paths=[stack.path]), options, quiet=True)
 
 

@@ -43,6 +43,7 @@ class Entry:
     planned: str | None = None  # sha256 of the state after the moves
     final: str | None = None  # sha256 after verification filled in the outputs
     written: str | None = None  # sha256 of the last thing written ("planned" or "final" content)
+    writing: str | None = None  # the kind being written right now: a write cut short leaves any content
 
     @property
     def file(self) -> str:

@@ -191,6 +191,10 @@ def _apply(repo: Repository, binary: TerraformBinary, migration: Migration, jour
         if not surgery.ok():
             journal.step("refused", "unmatched resources or collisions; nothing was written")
             return Result(journal, surgery, ok=False, message=journal.outcome)
+        if not surgery.moves:
+            journal.step("refused", "nothing to move: no resource of the source matches a move rule; "
+                                    "nothing was written")
+            return Result(journal, surgery, ok=True, message=journal.outcome)
         for t in touched:
             data = surgery.source if t is source else surgery.targets[t.entry.name]
             planned = _planned_bytes(data, states[t.entry.name])
@@ -292,15 +296,20 @@ def _write_all(journal: Journal, touched: list[Touched], kind: str, *, expect: t
     if kind == "before":
         ordered.reverse()
     for t in ordered:
+        if kind == "before" and t.entry.written is None and t.entry.writing is None:
+            continue  # never written by this migration: nothing to undo (and its backup may not exist)
         want = getattr(t.entry, kind)
         current = sha256(_read(t))
         if current == want:
+            t.entry.writing = None
             continue
         allowed = {getattr(t.entry, k) for k in expect}
-        if current not in allowed:
+        if current not in allowed and t.entry.writing is None:  # (a write cut short may leave anything)
             raise MigrationError(f"{t.entry.name} ({t.store.where}) changed outside this migration (sha256 "
                                  f"{(current or 'none')[:12]}); it was left alone — see `strata migrate ls`")
         data = journal.kept(kind, t.entry)
+        t.entry.writing = kind
+        journal.save()
         try:
             if data is None:
                 t.store.delete()
@@ -313,6 +322,7 @@ def _write_all(journal: Journal, touched: list[Touched], kind: str, *, expect: t
             raise MigrationError(f"{t.entry.name} ({t.store.where}): the state read back differs from what was "
                                  "written")
         t.entry.written = want
+        t.entry.writing = None
         journal.save()
         progress(f"{t.entry.name}: {'restored' if kind == 'before' else 'written'} ({t.store.where})")
 
@@ -359,7 +369,8 @@ def resume(repo: Repository, binary: TerraformBinary, journal: Journal, progress
     with _closing(*touched), _TerminateAsInterrupt(), _locked(journal, touched):
         if journal.status in ("planned", "locked") or any(t.entry.planned is None for t in touched):
             # nothing was written yet: undoing is the only safe way on (the surgery was never kept)
-            journal.step("refused", "interrupted before anything was written; nothing to finish")
+            journal.step("refused", "interrupted before anything was written; nothing to finish: run "
+                                    f"`strata migrate apply {journal.file}` again")
             return Result(journal, None, ok=True, message=journal.outcome)
         if journal.status == "rolling-back":
             _write_all(journal, touched, "before", expect=("planned", "final", "before"), progress=progress)

@@ -418,7 +418,7 @@ def _tf_vars(inputs: dict[str, Any]) -> dict[str, str]:
 
 def _last_error(output: str) -> str:
     """The first 'Error: ...' line terraform printed, or its last line."""
-    lines = [ln.strip(" │╷╵") for ln in output.splitlines()]
+    lines = [ln.strip(" │╷╵") for ln in re.sub(r"\x1b\[[0-9;]*m", "", output).splitlines()]
     for line in lines:
         if line.startswith("Error: "):
             return line[len("Error: "):]
