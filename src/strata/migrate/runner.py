@@ -162,75 +162,44 @@ def _verify(repo: Repository, binary: TerraformBinary, states: dict[str, bytes],
 
 def apply(repo: Repository, binary: TerraformBinary, migration: Migration, *, rollback: bool = True,
           progress: Progress, spec_path: Path | None = None) -> Result:
-    source, targets = _open(repo, migration)
-    touched = [source, *(targets[k] for k in sorted(targets))]
-    refuse_if_interrupted(repo.root, {t.stack.path for t in touched if t.stack is not None})
-    journal = Journal.create(repo.root, Path(migration.file).stem, migration.file)
-    journal.entries = [t.entry for t in touched]
-    journal.spec_path = str(spec_path.resolve()) if spec_path is not None else ""
-    journal.save()
-    try:
-        return _apply(repo, binary, migration, journal, source, targets, touched, rollback, progress)
-    except MigrationError as exc:
-        if journal.status in ("planned", "locked"):  # refused before anything was written
-            journal.step("refused", f"{exc.message}")
-        raise
-
-
-def _apply(repo: Repository, binary: TerraformBinary, migration: Migration, journal: Journal, source: Touched,
-           targets: dict[str, Touched], touched: list[Touched], rollback: bool, progress: Progress) -> Result:
-    with _closing(*touched), _TerminateAsInterrupt(), _locked(journal, touched):
-        states = {t.entry.name: _read(t) for t in touched}
-        for t in touched:  # the backups, byte for byte, before anything else happens
-            t.entry.before = sha256(states[t.entry.name])
-            if states[t.entry.name] is not None:
-                journal.keep("before", t.entry, states[t.entry.name] or b"")
-        journal.step("locked")
-        surgery = _surgery(migration, source, targets, states)
-        journal.moves = len(surgery.moves)
-        if not surgery.ok():
-            journal.step("refused", "unmatched resources or collisions; nothing was written")
-            return Result(journal, surgery, ok=False, message=journal.outcome)
-        if not surgery.moves:
-            journal.step("refused", "nothing to move: no resource of the source matches a move rule; "
-                                    "nothing was written")
-            return Result(journal, surgery, ok=True, message=journal.outcome)
-        for t in touched:
-            data = surgery.source if t is source else surgery.targets[t.entry.name]
-            planned = _planned_bytes(data, states[t.entry.name])
-            t.entry.planned = sha256(planned)
-            journal.keep("planned", t.entry, planned)
-        journal.step("writing")
-        _write_all(journal, touched, "planned", expect=("before",), progress=progress)
-        return _verify_and_finish(repo, binary, journal, touched, surgery, rollback, progress)
+    return _run(repo, binary, migration, verify=True, rollback=rollback, progress=progress, spec_path=spec_path)
 
 
 def move_only(repo: Repository, migration: Migration, progress: Progress) -> Result:
     """``strata state mv``: the moves with the same locks, backups and journal as a migration, without
     verification plans (the code may not be updated yet, as with ``terraform state mv``)."""
+    return _run(repo, None, migration, verify=False, rollback=False, progress=progress, spec_path=None)
+
+
+def _run(repo: Repository, binary: TerraformBinary | None, migration: Migration, *, verify: bool, rollback: bool,
+         progress: Progress, spec_path: Path | None) -> Result:
     source, targets = _open(repo, migration)
     touched = [source, *(targets[k] for k in sorted(targets))]
     refuse_if_interrupted(repo.root, {t.stack.path for t in touched if t.stack is not None})
-    journal = Journal.create(repo.root, "state-mv", migration.file)
+    journal = Journal.create(repo.root, Path(migration.file).stem, migration.file)
     journal.entries = [t.entry for t in touched]
-    journal.verify = False
+    journal.verify = verify
+    journal.spec_path = str(spec_path.resolve()) if spec_path is not None else ""
     journal.save()
     try:
         with _closing(*touched), _TerminateAsInterrupt(), _locked(journal, touched):
             states = {t.entry.name: _read(t) for t in touched}
-            for t in touched:
+            for t in touched:  # the backups, byte for byte, before anything else happens
                 t.entry.before = sha256(states[t.entry.name])
                 if states[t.entry.name] is not None:
                     journal.keep("before", t.entry, states[t.entry.name] or b"")
             journal.step("locked")
             surgery = _surgery(migration, source, targets, states)
             journal.moves = len(surgery.moves)
-            if not surgery.moves:
-                raise MigrationError(f"{source.entry.name}: nothing matches "
-                                     f"{', '.join(migration.rules[0].patterns)}")
             if not surgery.ok():
-                journal.step("refused", "collisions; nothing was written")
+                journal.step("refused", "unmatched resources or collisions; nothing was written")
                 return Result(journal, surgery, ok=False, message=journal.outcome)
+            if not surgery.moves:
+                wanted = [p for r in migration.rules if r.kind == "move" for p in (*r.patterns, *r.regexes)]
+                journal.step("refused", f"nothing to move: no resource of {source.entry.name} matches "
+                                        f"{', '.join(wanted[:5])}{' …' if len(wanted) > 5 else ''}; "
+                                        "nothing was written")
+                return Result(journal, surgery, ok=verify, message=journal.outcome)
             for t in touched:
                 data = surgery.source if t is source else surgery.targets[t.entry.name]
                 planned = _planned_bytes(data, states[t.entry.name])
@@ -238,10 +207,12 @@ def move_only(repo: Repository, migration: Migration, progress: Progress) -> Res
                 journal.keep("planned", t.entry, planned)
             journal.step("writing")
             _write_all(journal, touched, "planned", expect=("before",), progress=progress)
-            journal.step("done", f"{journal.moves} resource(s) moved")
-            return Result(journal, surgery, ok=True, message=journal.outcome)
+            if binary is None or not verify:
+                journal.step("done", f"{journal.moves} resource(s) moved")
+                return Result(journal, surgery, ok=True, message=journal.outcome)
+            return _verify_and_finish(repo, binary, journal, touched, surgery, rollback, progress)
     except MigrationError as exc:
-        if journal.status in ("planned", "locked"):
+        if journal.status in ("planned", "locked"):  # refused before anything was written
             journal.step("refused", exc.message)
         raise
 

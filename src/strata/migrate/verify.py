@@ -32,6 +32,7 @@ from strata.errors import ConfigError, StrataError
 from strata.model.loader import resolve_inputs
 from strata.model.repository import Repository
 from strata.model.stack import Stack
+from strata.run.engine import default_cli_config, last_error
 from strata.run.outputs import OutputReader, parse_outputs
 from strata.terraform import commands as tf
 from strata.terraform.binary import TerraformBinary
@@ -83,7 +84,7 @@ class _Verifier:
         self.work = work.resolve()
         self.progress = log
         self.group = ProcessGroup()
-        self.providers = ProviderStore(repo.root, os.environ.get("TF_CLI_CONFIG_FILE") or _default_rc())
+        self.providers = ProviderStore(repo.root, os.environ.get("TF_CLI_CONFIG_FILE") or default_cli_config())
         self.real_outputs = OutputReader(repo.root)  # no fallback: it would run terraform in the real folder
         self.refreshed: dict[str, bytes] = {}
         self.checked: set[str] = set()
@@ -196,7 +197,7 @@ class _Verifier:
         binary = self.binary.path
         done = run(tf.init(binary), copy, self.env, self.group, log)
         if done.exit_code != 0:
-            return failed(f"terraform init failed: {_first_error(done.output)}")
+            return failed(f"terraform init failed: {last_error(done.output)}")
         self.providers.harvest(copy)
 
         done = run([binary, "apply", "-refresh-only", *tf.COMMON, "-auto-approve"], copy, self.env, self.group, log)
@@ -207,12 +208,12 @@ class _Verifier:
             # Terraform >= 1.x refuses to apply a refresh-only plan whose outputs become unknown ("Cannot
             # apply non-applyable plan"), e.g. when the state lacks a resource an output reads: the plan
             # below still shows why. No refreshed state for this stack then.
-            refresh_problem = f"terraform apply -refresh-only failed: {_first_error(done.output)}"
+            refresh_problem = f"terraform apply -refresh-only failed: {last_error(done.output)}"
             log.write(f"strata: {refresh_problem}; planning anyway\n")
 
         done = run(tf.plan(binary, out=PLAN_FILE), copy, self.env, self.group, log)
         if done.exit_code not in (0, 2):
-            return failed(f"terraform plan failed: {_first_error(done.output)}")
+            return failed(f"terraform plan failed: {last_error(done.output)}")
         changes, problem = self._show(copy, log)
         if problem:
             return failed(problem, changes)
@@ -268,7 +269,7 @@ class _Verifier:
         if err_text:
             log.write(err_text.rstrip("\n") + "\n")
         if proc.returncode != 0:
-            return (), f"terraform show failed: {_first_error(err_text or proc.stdout.decode(errors='replace'))}"
+            return (), f"terraform show failed: {last_error(err_text or proc.stdout.decode(errors='replace'))}"
         (copy / "plan.json").write_bytes(proc.stdout)
         try:
             plan = json.loads(proc.stdout)
@@ -322,18 +323,3 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
-
-
-def _first_error(output: str) -> str:
-    """The first 'Error: ...' line terraform printed, or its last line."""
-    lines = [ln.strip(" │╷╵") for ln in output.splitlines()]
-    for line in lines:
-        if line.startswith("Error: "):
-            return line[len("Error: "):]
-    meaningful = [ln for ln in lines if ln.strip()]
-    return meaningful[-1] if meaningful else "terraform failed"
-
-
-def _default_rc() -> str | None:
-    home_rc = os.path.expanduser("~/.terraformrc")
-    return home_rc if os.path.isfile(home_rc) else None

@@ -102,7 +102,7 @@ class Runner:
         self.run_id = f"{stamp}-{options.command}-{os.getpid()}"
         self.log_dir = repo.root / ".strata" / "logs" / self.run_id
         self.plan_dir = repo.root / ".strata" / "plans"
-        self.providers = ProviderStore(repo.root, os.environ.get("TF_CLI_CONFIG_FILE") or _default_rc())
+        self.providers = ProviderStore(repo.root, os.environ.get("TF_CLI_CONFIG_FILE") or default_cli_config())
         self.outputs = OutputReader(repo.root, fallback=self._outputs_from_terraform)
         self.base_env: dict[str, str] = {}
 
@@ -204,12 +204,12 @@ class Runner:
             return Outcome(FAILED, self._lock_detail(stack, done.output))
         if command == "plan":
             if done.exit_code not in (0, 2):
-                return Outcome(FAILED, _last_error(done.output))
+                return Outcome(FAILED, last_error(done.output))
             if self.options.save_plans:
                 self._write_plan_meta(stack, inputs, data)
             return Outcome(CHANGES if done.exit_code == 2 else OK)
         if done.exit_code != 0:
-            return Outcome(FAILED, _last_error(done.output))
+            return Outcome(FAILED, last_error(done.output))
         if command == "apply" and data.get("plan_file"):
             self._plan_file(stack).unlink(missing_ok=True)  # a saved plan is applied once
         return Outcome(OK)
@@ -250,7 +250,7 @@ class Runner:
                 raise StrataError(f"cannot read the outputs of {stack.path}: {problem.detail}")
             done = run(tf.output(self.binary.path), self.repo.root / stack.path, dict(self.base_env), self.group, log)
         if done.exit_code != 0:
-            raise StrataError(f"cannot read the outputs of {stack.path}: {_last_error(done.output)}")
+            raise StrataError(f"cannot read the outputs of {stack.path}: {last_error(done.output)}")
         try:
             outputs = json.loads(done.output or "{}")
         except ValueError:
@@ -294,7 +294,7 @@ class Runner:
         if done.exit_code != 0:
             if done.interrupted:
                 return Outcome(INTERRUPTED, "stopped by an interrupt during init")
-            return Outcome(FAILED, f"terraform init failed: {_last_error(done.output)}")
+            return Outcome(FAILED, f"terraform init failed: {last_error(done.output)}")
         self.providers.harvest(folder)
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(self._fingerprint(stack) + "\n")
@@ -416,7 +416,7 @@ def _tf_vars(inputs: dict[str, Any]) -> dict[str, str]:
             for name, value in inputs.items()}
 
 
-def _last_error(output: str) -> str:
+def last_error(output: str) -> str:
     """The first 'Error: ...' line terraform printed, or its last line."""
     lines = [ln.strip(" │╷╵") for ln in re.sub(r"\x1b\[[0-9;]*m", "", output).splitlines()]
     for line in lines:
@@ -426,6 +426,6 @@ def _last_error(output: str) -> str:
     return meaningful[-1] if meaningful else "terraform failed"
 
 
-def _default_rc() -> str | None:
+def default_cli_config() -> str | None:
     home_rc = os.path.expanduser("~/.terraformrc")
     return home_rc if os.path.isfile(home_rc) else None
