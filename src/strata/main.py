@@ -67,6 +67,13 @@ def selection_options(fn: F) -> F:
         click.option("--cloud", "clouds", multiple=True, metavar="CLOUD", help="Only this cloud."),
         click.option("--account", "accounts", multiple=True, metavar="ID", help="Only this account id."),
         click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only stacks with this tag."),
+        click.option("--changed", is_flag=True,
+                     help="Only stacks affected by the change against --base (committed, staged, unstaged, "
+                          "untracked files; git)."),
+        click.option("--base", metavar="REF", help="With --changed: compare with the merge-base of REF "
+                                                   "(default: the remote default branch, else main)."),
+        click.option("--no-dependents", is_flag=True,
+                     help="With --changed: do not add the stacks that depend on an affected stack."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -81,6 +88,7 @@ def _selection(kwargs: dict[str, Any]) -> Any:
         regions=list(kwargs.pop("regions")), layers=list(kwargs.pop("layers")),
         clients=list(kwargs.pop("clients")), clouds=list(kwargs.pop("clouds")),
         accounts=list(kwargs.pop("accounts")), tags=list(kwargs.pop("tags")), all=kwargs.pop("select_all"),
+        changed=kwargs.pop("changed"), base=kwargs.pop("base"), dependents=not kwargs.pop("no_dependents"),
     )
 
 
@@ -88,12 +96,13 @@ def _selection(kwargs: dict[str, Any]) -> Any:
 @selection_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--run-order", is_flag=True, help="List in dependency order instead of by path.")
+@click.option("--explain", is_flag=True, help="With --changed: say why each stack is affected.")
 @click.pass_obj
-def ls_command(ws: Any, /, as_json: bool, run_order: bool, **kwargs: Any) -> int:
+def ls_command(ws: Any, /, as_json: bool, run_order: bool, explain: bool, **kwargs: Any) -> int:
     """List stacks with their dimensions."""
     from strata.commands import ls
 
-    return ls.run(ws, _selection(kwargs), as_json=as_json, run_order=run_order)
+    return ls.run(ws, _selection(kwargs), as_json=as_json, run_order=run_order, explain=explain)
 
 
 @cli.command("graph")
@@ -195,10 +204,15 @@ def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None =
 @run_options
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when a stack has changes (and none failed).")
 @click.option("--out", "save_plans", is_flag=True, help="Keep one plan file per stack for `strata apply --plan`.")
+@click.option("--summary-md", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also write the plan as Markdown for a pull-request comment (FILE-2.md... when longer than one "
+                   "comment); sensitive values are never printed.")
 @click.pass_obj
-def plan_command(ws: Any, /, detailed_exitcode: bool, save_plans: bool, **kwargs: Any) -> int:
+def plan_command(ws: Any, /, detailed_exitcode: bool, save_plans: bool, summary_md: Path | None,
+                 **kwargs: Any) -> int:
     """Plan the selected stacks in dependency order."""
-    return _run(ws, "plan", kwargs, detailed_exitcode=detailed_exitcode, save_plans=save_plans)
+    return _run(ws, "plan", kwargs, detailed_exitcode=detailed_exitcode, save_plans=save_plans or bool(summary_md),
+                summary_md=summary_md)
 
 
 @cli.command("apply")
@@ -491,6 +505,33 @@ def migrate_ls_command(ws: Any, /, as_json: bool) -> int:
     from strata.commands import migrate
 
     return migrate.ls(ws, as_json=as_json)
+
+
+@cli.group("ci")
+def ci_group() -> None:
+    """Pipelines for pull requests: generated CI files, and the selected stacks as a CI matrix."""
+
+
+@ci_group.command("generate")
+@click.argument("system", type=click.Choice(["github", "gitlab", "azure-devops"]))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Write under DIR instead of the repository root.")
+@click.pass_obj
+def ci_generate_command(ws: Any, /, system: str, out_dir: Path | None) -> int:
+    """Write plan-on-PR / apply-on-merge / destroy pipelines for GitHub Actions, GitLab CI or Azure DevOps."""
+    from strata.commands import ci
+
+    return ci.generate(ws, system, out_dir=out_dir)  # type: ignore[arg-type]  # click.Choice checked it
+
+
+@ci_group.command("matrix")
+@selection_options
+@click.pass_obj
+def ci_matrix_command(ws: Any, /, **kwargs: Any) -> int:
+    """The selected stacks (e.g. --changed) as a CI matrix in dependency order (JSON)."""
+    from strata.commands import ci
+
+    return ci.matrix(ws, _selection(kwargs))
 
 
 @cli.command("locks")

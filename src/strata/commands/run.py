@@ -14,7 +14,7 @@ from strata.model.stack import Stack
 from strata.output import color_enabled, err
 from strata.run import report as reporting
 from strata.run.display import Display, LiveView, PrefixedLines
-from strata.run.engine import Runner, RunOptions
+from strata.run.engine import Runner, RunOptions, RunReport
 from strata.validate import validate
 from strata.workspace import Workspace
 
@@ -46,7 +46,8 @@ def confirm(command: str, stacks: list[Stack], yes: bool) -> None:
 
 def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dependencies: bool = False,
         include_dependents: bool = False, yes: bool = False, detailed_exitcode: bool = False,
-        json_report: Path | None = None, quiet: bool = False, bootstrap: bool = False) -> int:
+        json_report: Path | None = None, quiet: bool = False, bootstrap: bool = False,
+        summary_md: Path | None = None) -> int:
     repo = ws.repository()
     repo.require_valid()
     stacks = select(repo, selection, ws.cwd, dependencies=include_dependencies, dependents=include_dependents)
@@ -81,6 +82,43 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
         display.close()
     code = reporting.exit_code(result, detailed_exitcode)
     reporting.print_summary(result)
+    if summary_md is not None:
+        write_summary(runner, result, summary_md)
     if json_report is not None:
         reporting.write_json(result, code, json_report)
     return code
+
+
+def write_summary(runner: Runner, result: RunReport, target: Path) -> list[Path]:
+    """The plan as Markdown for a pull-request comment (several files when it exceeds one comment)."""
+    import json
+    import re
+    import subprocess
+
+    from strata.run.summary import StackPlan, render
+
+    plans = []
+    for stack_result in result.results:
+        stack_dir = runner.repo.root / stack_result.path
+        plan_file = runner.plan_dir / (stack_result.path or "_root") / "plan.tfplan"
+        plan_json = None
+        if stack_result.status in ("ok", "changes") and plan_file.is_file():
+            proc = subprocess.run([runner.binary.path, "show", "-json", str(plan_file)], cwd=stack_dir,
+                                  env=runner.base_env, capture_output=True, text=True, check=False)
+            if proc.returncode == 0:
+                plan_json = json.loads(proc.stdout)
+        log = runner.log_dir / (stack_result.path.replace("/", "__") or "root") / "terraform.log"
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        marker = text.rfind("Terraform has been successfully initialized")
+        if marker >= 0:
+            text = text[text.find("\n", marker) + 1:]
+        text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+        plans.append(StackPlan(stack_result.path, stack_result.status, plan_json, text, stack_result.detail))
+    parts = render(plans)
+    written = []
+    for n, part in enumerate(parts, start=1):
+        path = target if n == 1 else target.with_name(f"{target.stem}-{n}{target.suffix}")
+        path.write_text(part, encoding="utf-8")
+        written.append(path)
+    err(f"plan summary: {', '.join(str(p) for p in written)}")
+    return written

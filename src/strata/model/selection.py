@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from strata.errors import UsageError
 from strata.model.repository import Repository
@@ -26,12 +27,25 @@ class Selection:
     accounts: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     all: bool = False
+    changed: bool = False  # only stacks affected by the change against --base (git)
+    base: str | None = None
+    dependents: bool = True  # with changed: stacks depending on an affected stack are affected too
+    change_set: Any = field(default=None, repr=False)  # the ChangeSet once computed (reasons for --explain)
 
     def apply(self, repo: Repository, cwd: Path) -> list[Stack]:
         """The selected stacks, sorted by path."""
         prefixes, globs = self._paths(repo, cwd)
+        affected: set[str] | None = None
+        if self.changed:
+            if self.change_set is None:
+                from strata.model.changes import detect
+
+                self.change_set = detect(repo, self.base, dependents=self.dependents)
+            affected = set(self.change_set.affected)
         out: list[Stack] = []
         for path in sorted(repo.stacks):
+            if affected is not None and path not in affected:
+                continue
             stack = repo.stacks[path]
             if (prefixes or globs) and not (any(_under(path, p) for p in prefixes)
                                             or any(fnmatch.fnmatchcase(path, g) for g in globs)):
