@@ -123,3 +123,13 @@ def test_ci_matrix_follows_the_dependency_order(strata: Strata, tmp_path: Path, 
         for need in entry["needs"]:
             assert wave_of[need] < entry["wave"], entry
     assert sorted(matrix["groups"][0]) == ["production/us-east-1/01-foundation"]
+
+
+def test_files_strata_generates_are_not_changes(strata: Strata, tmp_path: Path) -> None:
+    repo = example_in_git(tmp_path)
+    (repo / ".gitignore").unlink(missing_ok=True)  # a repository that does not ignore them
+    assert strata("generate", cwd=repo).code == 0
+    assert any(repo.rglob("strata_backend.tf"))
+    result = strata("ls", "--changed", "--json", cwd=repo)
+    assert result.code == 0, result.output
+    assert json.loads(result.stdout)["stacks"] == []

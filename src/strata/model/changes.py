@@ -240,6 +240,7 @@ def detect(repo: Repository, base_ref: str | None = None, *, dependents: bool = 
     root = repo.root.resolve()
     base, top, paths = _all_changed(root, base_ref)
     every = _relative(paths, top, root)  # including files outside the root (modules or files read there)
+    every = [p for p in every if not _generated(root, p, repo)]
     files = [p for p in every if not p.startswith("../")]
     changes = ChangeSet(base=base, files=files)
     if not every:
@@ -289,3 +290,16 @@ def detect(repo: Repository, base_ref: str | None = None, *, dependents: bool = 
                              if d in affected]
         changes.affected[path] = Affected(path, tuple(found))
     return changes
+
+
+def _generated(root: Path, path: str, repo: Repository) -> bool:
+    """strata's own generated backend/inputs file: it follows the configuration, which is what counts."""
+    if posixpath.basename(path) not in (repo.settings.backend_file, repo.settings.inputs_file):
+        return False
+    from strata.generate import MARKER
+
+    try:
+        with open(root / path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(len(MARKER) + 200).startswith(MARKER)
+    except OSError:
+        return False  # deleted: a real change to review
