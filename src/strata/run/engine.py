@@ -14,11 +14,12 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from strata.backends import get_backend
-from strata.backends.base import BackendError
+from strata.backends.base import BackendError, LockInfo
 from strata.errors import ConfigError, StrataError
 from strata.model.loader import resolve_inputs
 from strata.model.repository import Repository
@@ -329,16 +330,55 @@ class Runner:
         stack's lock still fails at once, naming the holder).
         """
         delay = 0.5
+        orphan_cleared = False
         for _ in range(6):
+            started = datetime.now(UTC) - timedelta(seconds=1)
             done = run(argv, cwd, env, self.group, log, lambda line: self.display.line(stack.path, line))
-            if (done.exit_code in (0, 2) or done.interrupted or self.group.interrupted
-                    or "locked for workspace creation" not in done.output):
+            if done.exit_code in (0, 2) or done.interrupted or self.group.interrupted:
+                return done
+            if ("Error acquiring the state lock" in done.output and not orphan_cleared
+                    and self._clear_own_orphan_lock(stack, started, log)):
+                orphan_cleared = True
+                continue
+            if "locked for workspace creation" not in done.output:
                 return done
             log.write(f"strata: the pg backend's creation lock is busy (another stack is being created); "
                       f"trying again in {delay:.1f}s\n")
             time.sleep(delay)
             delay *= 2
         return done
+
+    def _clear_own_orphan_lock(self, stack: Stack, started: datetime, log: IO[str]) -> bool:
+        """A lock terraform itself took during the attempt that just failed, left behind.
+
+        The AWS SDK retries a DynamoDB PutItem whose answer got lost (a slow or overloaded endpoint): the
+        retry then finds terraform's own lock item and fails "already locked", and the item stays. The
+        lock was created after the attempt started, by this user on this host, and no terraform runs in
+        the stack any more: nobody else can hold it, so strata removes it and runs the command once more.
+        """
+        from strata.state.operations import live_local_holder
+
+        if stack.backend is None or stack.backend.type != "s3":
+            return False
+        backend = get_backend("s3")
+        try:
+            assert backend is not None
+            with backend.store(stack.backend.values(), self.repo.root / stack.path, self.repo.root) as store:
+                holder = store.current_lock()
+                if holder is None:
+                    return False
+                created = _parse_created(holder.created)
+                mine = holder.who == LockInfo.new("probe").who
+                if created is None or created < started or not mine or holder.strata_pid() is not None:
+                    return False
+                if live_local_holder(holder, self.repo.root / stack.path) is not None:
+                    return False
+                store.force_unlock(holder)
+        except (NotImplementedError, BackendError, StrataError):
+            return False
+        log.write(f"strata: removed lock {holder.id}, left by this terraform's own retried request; "
+                  "running the command again\n")
+        return True
 
     def _remember(self, stack: Stack, operation: str, log: IO[str]) -> None:
         """Keep the current state in strata's history (local and pg; S3 versions objects itself)."""
@@ -414,6 +454,14 @@ def _tf_vars(inputs: dict[str, Any]) -> dict[str, str]:
     """Inputs as TF_VAR_* (strings raw, everything else as an HCL expression, as terraform reads them)."""
     return {f"TF_VAR_{name}": value if isinstance(value, str) else hcl_value(value)
             for name, value in inputs.items()}
+
+
+def _parse_created(text: str) -> datetime | None:
+    """A Go RFC 3339 time as Terraform writes LockInfo.Created ("2026-01-02T03:04:05.123456789Z")."""
+    found = re.match(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})", text)
+    if found is None:
+        return None
+    return datetime.strptime(f"{found[1]}T{found[2]}", "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
 
 
 def last_error(output: str) -> str:
