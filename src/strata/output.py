@@ -40,6 +40,16 @@ def err(text: str = "") -> None:
     sys.stderr.write(text + "\n")
 
 
+def confirm(reason: str, question: str, cancelled: str = "cancelled") -> None:
+    """Ask for 'yes' on the terminal; without a terminal, a usage error that says to pass --yes."""
+    from strata.errors import UsageError
+
+    if not sys.stdin.isatty():
+        raise UsageError(f"{reason}: pass --yes to confirm (there is no terminal to ask)")
+    if input(f"{question} Type 'yes' to go on: ").strip() != "yes":
+        raise UsageError(cancelled)
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from strata.backends.base import BackendError
-from strata.errors import EXIT_ERROR, UsageError
+from strata.errors import EXIT_ERROR
 from strata.model.selection import Selection, select
-from strata.output import err, out, print_json, table
+from strata.output import confirm, err, out, print_json, table
 from strata.state.operations import StateError, failure, live_local_holder, open_store
 from strata.workspace import Workspace
 
@@ -69,10 +68,7 @@ def unlock(ws: Workspace, stack_arg: str, *, yes: bool, lock_id: str | None) -> 
         if live is not None:
             raise StateError(f"{stack.path}: refusing to remove the lock: {live}; stop it first")
         if not yes:
-            if not sys.stdin.isatty():
-                raise UsageError("removing someone's lock: pass --yes to confirm (there is no terminal to ask)")
-            if input("Remove this lock? Type 'yes' to go on: ").strip() != "yes":
-                raise UsageError("cancelled")
+            confirm("removing someone's lock", "Remove this lock?")
         try:
             store.force_unlock(holder)
         except BackendError as exc:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from strata.errors import EXIT_ERROR, UsageError
-from strata.output import err, out, print_json, table
+from strata.output import confirm, err, out, print_json, table
 from strata.workspace import Workspace
 
 
@@ -81,10 +80,7 @@ def apply(ws: Workspace, file: Path, *, rollback: bool, yes: bool, as_json: bool
     repo = _repo(ws)
     binary = ws.terraform()
     if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError("migrate apply rewrites states: pass --yes to confirm (there is no terminal to ask)")
-        if input(f"apply migration {migration.file}? Type 'yes' to go on: ").strip() != "yes":
-            raise UsageError("cancelled")
+        confirm("migrate apply rewrites states", f"apply migration {migration.file}?")
     result = runner.apply(repo, binary, migration, rollback=rollback, progress=err,
                           spec_path=file if file.is_absolute() else ws.cwd / file)
     return _report(result, as_json, "migration")

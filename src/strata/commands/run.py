@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 from strata import generate as gen
-from strata.errors import ProblemsFound, UsageError
+from strata.errors import ProblemsFound
 from strata.model.repository import Repository
 from strata.model.selection import Selection, select
 from strata.model.stack import Stack
 from strata.output import color_enabled, err
+from strata.output import confirm as ask
 from strata.run import report as reporting
 from strata.run.display import Display, LiveView, PrefixedLines
 from strata.run.engine import Runner, RunOptions, RunReport
@@ -34,14 +35,9 @@ def prepare(ws: Workspace, repo: Repository, stacks: list[Stack]) -> None:
 
 
 def confirm(command: str, stacks: list[Stack], yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(f"{command} changes infrastructure in {len(stacks)} stack(s): pass --yes to confirm "
-                         "(there is no terminal to ask)")
-    answer = input(f"{command} {len(stacks)} stack(s)? Type 'yes' to go on: ")
-    if answer.strip() != "yes":
-        raise UsageError(f"{command} cancelled")
+    if not yes:
+        ask(f"{command} changes infrastructure in {len(stacks)} stack(s)", f"{command} {len(stacks)} stack(s)?",
+            f"{command} cancelled")
 
 
 def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dependencies: bool = False,

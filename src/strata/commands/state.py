@@ -17,7 +17,7 @@ from strata.backends.base import BackendError, StateVersion
 from strata.errors import EXIT_ERROR, UsageError
 from strata.model.selection import Selection, select
 from strata.model.stack import Stack
-from strata.output import err, out, print_json, table
+from strata.output import confirm, err, out, print_json, table
 from strata.state.operations import StateError, duration_seconds, failure, open_store, parse, sound
 from strata.workspace import Workspace
 
@@ -171,7 +171,8 @@ def restore(ws: Workspace, stack_arg: str, *, version: str, yes: bool, lock_time
     refuse_if_interrupted(ws.repository().root, {stack.path})
     timeout = duration_seconds(lock_timeout)
     if not yes:
-        _confirm(f"restore {stack.path} to version {version}")
+        what = f"restore {stack.path} to version {version}"
+        confirm(what, f"{what}?")
     with open_store(ws.repository().root, stack) as store:
         result = do_restore(ws.repository().root, stack, store, version, lock_timeout=timeout)
     if as_json:
@@ -181,14 +182,6 @@ def restore(ws: Workspace, stack_arg: str, *, version: str, yes: bool, lock_time
         if result.backup:
             out(f"  the state it replaced (serial {result.previous_serial}) is kept in {result.backup}")
     return 0
-
-
-def _confirm(what: str) -> None:
-    if not sys.stdin.isatty():
-        raise UsageError(f"{what}: pass --yes to confirm (there is no terminal to ask)")
-    answer = input(f"{what}? Type 'yes' to go on: ")
-    if answer.strip() != "yes":
-        raise UsageError("cancelled")
 
 
 # -- backup / verify / replicate -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 from strata.config.discover import CONFIG_NAME, SKIPPED_DIRS, ancestors
 from strata.errors import StrataError
 from strata.model.repository import Repository
-from strata.terraform.modules import _SOURCE as MODULE_SOURCE
+from strata.terraform.modules import SOURCE_PATTERN as MODULE_SOURCE
 from strata.terraform.modules import code_files
 
 _STACK_BLOCK = re.compile(r"(?m)^[ \t]*stack[ \t]*\{")

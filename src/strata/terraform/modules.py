@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-_SOURCE = re.compile(r'(?m)^\s*source\s*=\s*"(\.{1,2}/[^"]*)"')
+SOURCE_PATTERN = re.compile(r'(?m)^\s*source\s*=\s*"(\.{1,2}/[^"]*)"')
 
 
 def code_files(folder: Path) -> list[Path]:
@@ -28,7 +28,7 @@ def local_modules(folder: Path) -> list[Path]:
                 text = path.read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
-            for source in _SOURCE.findall(text):
+            for source in SOURCE_PATTERN.findall(text):
                 target = (current / source.split("//")[0]).resolve()
                 if target.is_dir() and target not in seen and target != folder.resolve():
                     seen.add(target)
