@@ -27,7 +27,7 @@ from strata.model.stack import Stack
 from strata.run.display import Display
 from strata.run.outputs import OutputReader
 from strata.scheduler import CHANGES, FAILED, INTERRUPTED, OK, Outcome, Scheduler
-from strata.state.operations import sound
+from strata.state.operations import open_store, sound
 from strata.terraform import commands as tf
 from strata.terraform.binary import TerraformBinary
 from strata.terraform.hclwrite import hcl_value
@@ -360,10 +360,8 @@ class Runner:
 
         if stack.backend is None or stack.backend.type != "s3":
             return False
-        backend = get_backend("s3")
         try:
-            assert backend is not None
-            with backend.store(stack.backend.values(), self.repo.root / stack.path, self.repo.root) as store:
+            with open_store(self.repo.root, stack) as store:
                 holder = store.current_lock()
                 if holder is None:
                     return False
@@ -384,10 +382,8 @@ class Runner:
         """Keep the current state in strata's history (local and pg; S3 versions objects itself)."""
         if stack.backend is None or stack.backend.type not in ("local", "pg"):
             return
-        backend = get_backend(stack.backend.type)
         try:
-            assert backend is not None
-            with backend.store(stack.backend.values(), self.repo.root / stack.path, self.repo.root) as store:
+            with open_store(self.repo.root, stack) as store:
                 data = store.read()
                 if data is not None and sound(data):
                     store.remember(data, operation)
@@ -399,11 +395,9 @@ class Runner:
         requester's own details for some backends, e.g. pg), else what terraform printed."""
         holder = None
         if stack.backend is not None:
-            backend = get_backend(stack.backend.type)
             try:
-                if backend is not None:
-                    with backend.store(stack.backend.values(), self.repo.root / stack.path, self.repo.root) as store:
-                        holder = store.current_lock()
+                with open_store(self.repo.root, stack) as store:
+                    holder = store.current_lock()
             except (NotImplementedError, BackendError, StrataError):
                 holder = None
         if holder is not None:
