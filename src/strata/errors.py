@@ -1,8 +1,23 @@
 """Errors and diagnostics: values the user can act on.
 
-Every user mistake becomes a :class:`StrataError` (or a :class:`Diagnostic` when many are collected),
-carrying the configuration file and line where it applies. One place, :mod:`strata.main`, turns them
-into output and exit codes.
+Every expected failure is a :class:`StrataError` (or a :class:`Diagnostic` when many are collected),
+carrying the configuration file and line, and the stack, where they apply. One place, :mod:`strata.main`,
+turns them into output and exit codes; anything that is not a StrataError is a bug in strata.
+
+The whole tree::
+
+    StrataError                      exit 1 unless the class says otherwise
+    ├── ConfigError                  a strata.hcl (or migration file) is wrong: syntax, schema, evaluation
+    │   └── StaticConfigError        ... in the text itself; never hidden by try() or can()
+    ├── FunctionError                a function called with arguments it cannot take (gets file:line when
+    │                                the evaluator turns it into a ConfigError)
+    ├── UsageError                   exit 64: wrong command line (unknown stack, bad selection, bad flag)
+    ├── ProblemsFound                the repository has errors; carries every Diagnostic
+    ├── BackendError                 a backend could not be reached or refused (no bucket, access denied)
+    │   └── StateLocked              (strata.backends.base) someone else holds the state's lock
+    ├── StateFormatError             bytes that are not a Terraform state strata can work with
+    ├── StateError                   (strata.state.operations) a state operation refused or failed
+    └── MigrationError               (strata.migrate.runner) a migration refused or failed
 """
 
 from __future__ import annotations
@@ -69,15 +84,17 @@ class StrataError(Exception):
 
     exit_code = EXIT_ERROR
 
-    def __init__(self, message: str, source: Source | None = None) -> None:
+    def __init__(self, message: str, source: Source | None = None, *, stack: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.source = source or Source()
+        self.stack = stack  # the stack's path, when the failure concerns one stack
 
     def __str__(self) -> str:
+        where = f"{self.stack}: " if self.stack else ""
         if self.source.file or self.source.note:
-            return f"{self.source}: {self.message}"
-        return self.message
+            return f"{where}{self.source}: {self.message}"
+        return f"{where}{self.message}"
 
     def diagnostic(self) -> Diagnostic:
         return Diagnostic("error", self.message, self.source)
@@ -104,3 +121,18 @@ class ProblemsFound(StrataError):
         errors = sum(1 for d in diagnostics if d.severity == "error")
         super().__init__(f"{errors} error(s) in the configuration")
         self.diagnostics = diagnostics
+
+
+class FunctionError(StrataError):
+    """A function was called with arguments it cannot take."""
+
+
+class BackendError(StrataError):
+    """The backend could not be reached or refused (no such bucket, access denied, not JSON...).
+
+    The message says what failed in the backend's words; callers add the stack.
+    """
+
+
+class StateFormatError(StrataError, ValueError):
+    """The bytes are not a Terraform state strata can work with."""

@@ -7,11 +7,10 @@ is deterministic: the same repository and Terraform version give the same bytes.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from strata.atomic import PUBLIC, write_atomic
 from strata.backends import get_backend
 from strata.errors import Diagnostic, Source
 from strata.model.repository import Repository
@@ -117,14 +116,6 @@ def write_files(files: list[GeneratedFile]) -> tuple[list[GeneratedFile], list[G
                 continue
         except FileNotFoundError:
             pass
-        fd, tmp = tempfile.mkstemp(dir=f.path.parent, prefix=f".{f.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, f.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(f.path, data, mode=PUBLIC)
         written.append(f)
     return written, unchanged

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from strata.errors import BackendError as BackendError
 from strata.terraform.version import Version, format_version
 
 _FLAGS = frozenset({"encrypt", "use_lockfile", "use_path_style", "force_path_style", "use_azuread_auth", "use_oidc"})
@@ -109,11 +110,6 @@ class Backend:
 # -- state stores --------------------------------------------------------------------------------------
 
 
-class BackendError(Exception):
-    """The backend could not be reached or refused (no such bucket, access denied, not JSON...).
-
-    The message says what failed in the backend's words; callers add the stack.
-    """
 
 
 class StateLocked(BackendError):

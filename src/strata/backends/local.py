@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from strata.atomic import SECRET, private_dir, write_atomic
 from strata.backends.base import (
     Backend,
     BackendError,
@@ -230,12 +231,9 @@ def remember_file(history_dir: Path, data: bytes, operation: str) -> None:
     existing = sorted(history_dir.glob("*.tfstate")) if history_dir.is_dir() else []
     if existing and existing[-1].stem.endswith(digest):
         return  # an older copy written back is a new version: verify must see the serial go down
-    history_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(history_dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    target = history_dir / f"{stamp}-{digest}.tfstate"
-    tmp = target.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    write_atomic(history_dir / f"{stamp}-{digest}.tfstate", data, mode=SECRET)
 
 
 def file_versions(history_dir: Path, current: bytes | None) -> list[StateVersion]:

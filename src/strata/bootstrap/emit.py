@@ -21,14 +21,13 @@ without it are never overwritten. Output is deterministic: the same targets give
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from strata.atomic import PUBLIC, write_atomic
 from strata.bootstrap.targets import S3Target
 from strata.errors import StrataError
 from strata.generate import MARKER
@@ -539,15 +538,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
             return
     except FileNotFoundError:
         pass
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode=PUBLIC)
 
 
 # -- S3 replication (strata state replicate --emit-replication-config) ------------------------------------

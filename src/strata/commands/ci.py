@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
+from strata.atomic import PUBLIC, write_text_atomic
 from strata.generate import MARKER
 from strata.model.selection import Selection, select
 from strata.output import out
@@ -33,10 +34,7 @@ def generate(ws: Workspace, system: Literal["github", "gitlab", "azure-devops"],
                                                  "pass --out DIR", Source(str(root / rel))) for rel in refused])
     for rel, content in sorted(files.items()):
         target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".partial")
-        tmp.write_text(content)
-        tmp.replace(target)
+        write_text_atomic(target, content, mode=PUBLIC)
         out(f"wrote {target}")
     return 0
 

@@ -17,9 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-
-class FunctionError(Exception):
-    """A function was called with arguments it cannot take."""
+from strata.errors import FunctionError as FunctionError
 
 
 def type_name(value: Any) -> str:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from strata.atomic import SECRET, private_dir, write_atomic
 from strata.errors import StrataError
 
 MIGRATIONS = Path(".strata") / "migrations"
@@ -164,18 +165,7 @@ def refuse_if_interrupted(root: Path, stacks: set[str]) -> None:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(private_dir(path.parent) / path.name, data, mode=SECRET)
 
 
 def _user() -> str:

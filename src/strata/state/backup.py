@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from strata import __version__
+from strata.atomic import SECRET, private_dir, write_atomic
 from strata.backends.base import BackendError
 from strata.model.stack import Stack
 from strata.state.document import StateDocument, StateFormatError
@@ -50,13 +51,8 @@ class FolderDestination(Destination):
 
     def put(self, name: str, data: bytes) -> None:
         target = self.folder / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".partial")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        private_dir(target.parent)
+        write_atomic(target, data, mode=SECRET)
 
     def get(self, name: str) -> bytes | None:
         try:

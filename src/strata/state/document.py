@@ -12,9 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-
-class StateFormatError(ValueError):
-    """The bytes are not a Terraform state strata can work with."""
+from strata.errors import StateFormatError as StateFormatError
 
 
 @dataclass(frozen=True, slots=True)

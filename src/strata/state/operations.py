@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from strata.atomic import SECRET, private_dir, write_atomic
 from strata.backends import get_backend
 from strata.backends.base import BackendError, LockInfo, StateLocked, StateStore
 from strata.errors import StrataError, UsageError
@@ -160,16 +161,10 @@ def backup_dir(root: Path, stack: Stack) -> Path:
 
 def keep_backup(root: Path, stack: Stack, raw: bytes, operation: str, serial: int) -> Path:
     """Write ``raw`` to the stack's backup folder (fsynced) and return the file."""
-    folder = backup_dir(root, stack)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(backup_dir(root, stack))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = folder / f"{stamp}-{re.sub(r'[^a-z0-9]+', '-', operation.lower())}-serial{serial}.tfstate"
-    tmp = target.with_suffix(".partial")
-    with open(tmp, "wb") as handle:
-        handle.write(raw)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
+    write_atomic(target, raw, mode=SECRET)
     return target
 
 

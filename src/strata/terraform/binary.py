@@ -7,6 +7,7 @@ binary's path, size and modification time, so most runs never start it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from strata.atomic import SECRET, private_dir, write_atomic
 from strata.errors import StrataError
 from strata.terraform.version import Version, format_version, parse_version
 
@@ -91,10 +93,6 @@ def _read_cache(path: Path | None) -> dict[str, list[str]]:
 def _write_cache(path: Path | None, data: dict[str, list[str]]) -> None:
     if path is None:
         return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        write_atomic(private_dir(path.parent) / path.name, json.dumps(data, sort_keys=True).encode(),
+                     mode=SECRET, durable=False)

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from strata.atomic import SECRET, write_text_atomic
 from strata.terraform.hclwrite import attributes, hcl_string
 
 _PLUGIN_CACHE = re.compile(r"(?m)^[ \t]*plugin_cache_dir[ \t]*=.*$")
@@ -46,9 +47,7 @@ class ProviderStore:
         except FileNotFoundError:
             current = None
         if current != text:
-            tmp = self.config_file.with_suffix(".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, self.config_file)
+            write_text_atomic(self.config_file, text, mode=SECRET)
         return {"TF_CLI_CONFIG_FILE": str(self.config_file), "CHECKPOINT_DISABLE": "1"}
 
     def config_text(self) -> str:
