@@ -599,15 +599,13 @@ def template(template_for: Callable[[str], Template], tf_111: str) -> Template:
 @dataclass(frozen=True)
 class Reference:
     states: dict[str, Any]  # the states after an uninterrupted `migrate apply` of the template (comparable form)
-    seconds: float  # how long that apply took
 
 
 @pytest.fixture(scope="module")
 def reference(template: Template, tmp_path_factory: pytest.TempPathFactory) -> Reference:
     repo = template.copy(tmp_path_factory.mktemp("reference") / "repo")
-    started = time.monotonic()
     ok(cli("migrate", "apply", MIGRATION, "--yes", cwd=repo, env=template.env))
-    return Reference(comparable(states(repo), template.before), time.monotonic() - started)
+    return Reference(comparable(states(repo), template.before))
 
 
 def assert_migrated(template: Template, repo: Path) -> None:
@@ -980,35 +978,30 @@ def test_changes_with_no_rollback_keep_the_migrated_states(template: Template, t
 
 # -- 5. kill -9 at every step: rollback restores byte for byte, resume gives the uninterrupted result ------------
 
-# a journal status, or a fixed delay after the journal appeared: a share of an uninterrupted apply's time
-KILL_POINTS = ("planned", "locked", "writing", "verifying", "finishing", "after-2%", "after-60%")
-
-
-ORDER = ("planned", "locked", "writing", "verifying", "finishing")
-
-
-def reached(point: str, found: dict[str, Any], since: float, seconds: float) -> bool:
-    """Whether strata is at ``point`` or past it (past it: the poll came too late, the caller tries again)."""
-    status = found["status"]
-    if point.startswith("after-"):
-        return time.monotonic() - since >= seconds * float(point[len("after-"):-1]) / 100
-    if status not in ORDER:
-        return True
-    if ORDER.index(status) != ORDER.index(point):
-        return ORDER.index(status) > ORDER.index(point)
-    if point == "planned":  # the journal lists the states, no backup taken yet
-        return bool(found["entries"])
-    if point == "writing":  # at least one state written
-        return any(e["written"] for e in found["entries"])
-    return True
+# Each kill happens at an event, never after a delay: at a step of the journal, where the runner's test hook
+# (STRATA_TEST_PAUSE_AT, see strata.migrate.runner) holds strata still until the kill; or, for
+# "terraform-running", while the journal says "verifying" and a terraform strata started is running in the
+# repository (a verification plan takes seconds, and the poll looks every millisecond).
+PAUSE_POINTS = ("planned", "locked", "writing", "verifying", "finishing")
+KILL_POINTS = (*PAUSE_POINTS, "terraform-running")
 
 
 def at_point(point: str, found: dict[str, Any]) -> bool:
-    if point.startswith("after-"):
-        return True
-    if point == "writing":
-        return found["status"] == "writing" and any(e["written"] for e in found["entries"])
+    """Whether the journal left by the kill shows the migration exactly at ``point``."""
+    if point == "terraform-running":
+        return found["status"] == "verifying"
+    if point == "planned":  # the journal lists the states, no backup taken yet
+        return found["status"] == "planned" and bool(found["entries"]) and not any(e["before"]
+                                                                                    for e in found["entries"])
+    if point == "writing":  # one state written, not every one
+        written = [e for e in found["entries"] if e["written"]]
+        return found["status"] == "writing" and 0 < len(written) < len(found["entries"])
     return bool(found["status"] == point)
+
+
+def terraform_running(repo: Path) -> bool:
+    return any("terraform-provider-" not in cmd and "terraform" in cmd
+               for cmd in map(_cmdline, processes_in(repo)))
 
 
 def processes_in(folder: Path) -> list[int]:
@@ -1052,26 +1045,31 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def kill_at(repo: Path, env: dict[str, str], point: str, seconds: float) -> dict[str, Any]:
-    """Run `migrate apply`, SIGKILL strata as soon as ``point`` is reached; the journal as it was left."""
+def kill_at(repo: Path, env: dict[str, str], point: str) -> dict[str, Any]:
+    """Run `migrate apply`, SIGKILL strata when it is at ``point``; the journal as it was left."""
     full_env = {**os.environ, "NO_COLOR": "1", **env}
+    if point in PAUSE_POINTS:
+        full_env["STRATA_TEST_PAUSE_AT"] = point
     log = repo.parent / f"{repo.name}.stderr"
     with log.open("wb") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "strata", "migrate", "apply", MIGRATION, "--yes"], cwd=repo,
                                 env=full_env, stdout=subprocess.DEVNULL, stderr=stderr)
-    since: float | None = None
-    deadline = time.monotonic() + 300
+    base = repo / ".strata" / "migrations"
+    deadline = time.monotonic() + 300  # a safety net for a hung run, not a synchronisation
     try:
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"migrate apply ended before {point}: {log.read_text(errors='replace')}")
             assert time.monotonic() < deadline, f"{point} never reached"
-            found = journal(repo)
-            if found is not None:
-                since = since if since is not None else time.monotonic()
-                if reached(point, found, since, seconds):
-                    os.kill(proc.pid, signal.SIGKILL)
-                    break
+            if point in PAUSE_POINTS:
+                arrived = any(base.glob(f"*/paused-at-{point}"))
+            else:
+                found = journal(repo)
+                assert found is None or found["status"] in ("planned", "locked", "writing", "verifying"), found
+                arrived = found is not None and found["status"] == "verifying" and terraform_running(repo)
+            if arrived:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
             time.sleep(0.001)
     finally:
         if proc.poll() is None:
@@ -1081,20 +1079,14 @@ def kill_at(repo: Path, env: dict[str, str], point: str, seconds: float) -> dict
     settle(repo)
     left = journal(repo)
     assert left is not None
-    assert left["status"] not in ("done", "rolled-back", "refused"), left
+    assert at_point(point, left), left
     return left
 
 
-def killed_copy(template: Template, where: Path, point: str, seconds: float) -> tuple[Path, dict[str, Any]]:
-    """A fresh copy of the template with a `migrate apply` killed at ``point``. Some steps last milliseconds:
-    when the kill landed after the step, the attempt is thrown away and made again on a new copy."""
-    for attempt in range(6):
-        repo = template.copy(where / f"attempt-{attempt}")
-        left = kill_at(repo, template.env, point, seconds)
-        if at_point(point, left):
-            return repo, left
-        shutil.rmtree(repo)
-    pytest.fail(f"six kills in a row landed after {point}")
+def killed_copy(template: Template, where: Path, point: str) -> tuple[Path, dict[str, Any]]:
+    """A fresh copy of the template with a `migrate apply` killed at ``point``."""
+    repo = template.copy(where / "repo")
+    return repo, kill_at(repo, template.env, point)
 
 
 def assert_runs_refused(repo: Path, env: dict[str, str], ident: str) -> None:
@@ -1111,7 +1103,7 @@ def test_kill_9_then_rollback_or_resume(template: Template, reference: Reference
 
     # (a)+(b): killed, every run on those stacks refuses; rollback gives the states back byte for byte
     before = template.before
-    repo, left = killed_copy(template, tmp_path / "rollback", point, reference.seconds)
+    repo, left = killed_copy(template, tmp_path / "rollback", point)
     ident = left["id"]
     assert_runs_refused(repo, env, ident)
     rolled = cli("migrate", "rollback", ident, cwd=repo, env=env)
@@ -1123,7 +1115,7 @@ def test_kill_9_then_rollback_or_resume(template: Template, reference: Reference
     assert again.code == 1 and "rolled-back" in again.output, again.output
 
     # (c): killed at the same point on a fresh copy, resume gives what an uninterrupted run gives
-    repo, left = killed_copy(template, tmp_path / "resume", point, reference.seconds)
+    repo, left = killed_copy(template, tmp_path / "resume", point)
     ident = left["id"]
     assert_runs_refused(repo, env, ident)
     resumed = cli("migrate", "resume", ident, cwd=repo, env=env)

@@ -6,12 +6,20 @@ apply:  lock every touched state (Terraform's own locks) → back each up byte f
         terraform computed → release. Changes in any verification plan → every state is written back from
         its backup, byte-identical (unless ``--no-rollback``). Each step is in the journal first, so a
         migration killed anywhere is finished by :func:`resume` or undone by :func:`rollback`.
+
+Test hook: with ``STRATA_TEST_PAUSE_AT=<point>`` in the environment (points: ``planned``, ``locked``,
+``writing`` — after the first state is written —, ``verifying``, ``finishing``), ``apply`` stops at that
+point, writes ``paused-at-<point>`` into the migration's folder and waits until a ``go-<point>`` file
+appears there. The kill -9 tests use it to kill at an exact step instead of racing the clock. Unset (as
+it always is outside the tests) it does nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,6 +60,21 @@ class Result:
     verdicts: list[Any] = field(default_factory=list)
     ok: bool = True
     message: str = ""
+
+
+# -- test hook ---------------------------------------------------------------------------------------------------
+
+PAUSE_AT = "STRATA_TEST_PAUSE_AT"
+
+
+def _pause_for_test(journal: Journal, point: str) -> None:
+    """The documented test hook (see the module docstring): nothing unless ``STRATA_TEST_PAUSE_AT`` is ``point``."""
+    if os.environ.get(PAUSE_AT) != point:
+        return
+    (journal.folder / f"paused-at-{point}").write_text(f"{os.getpid()}\n")
+    go = journal.folder / f"go-{point}"
+    while not go.exists():
+        time.sleep(0.02)
 
 
 # -- opening the states ----------------------------------------------------------------------------------------
@@ -181,6 +204,7 @@ def _run(repo: Repository, binary: TerraformBinary | None, migration: Migration,
     journal.verify = verify
     journal.spec_path = str(spec_path.resolve()) if spec_path is not None else ""
     journal.save()
+    _pause_for_test(journal, "planned")
     try:
         with _closing(*touched), _TerminateAsInterrupt(), _locked(journal, touched):
             states = {t.entry.name: _read(t) for t in touched}
@@ -189,6 +213,7 @@ def _run(repo: Repository, binary: TerraformBinary | None, migration: Migration,
                 if states[t.entry.name] is not None:
                     journal.keep("before", t.entry, states[t.entry.name] or b"")
             journal.step("locked")
+            _pause_for_test(journal, "locked")
             surgery = _surgery(migration, source, targets, states)
             journal.moves = len(surgery.moves)
             if not surgery.ok():
@@ -220,6 +245,7 @@ def _run(repo: Repository, binary: TerraformBinary | None, migration: Migration,
 def _verify_and_finish(repo: Repository, binary: TerraformBinary, journal: Journal, touched: list[Touched],
                        surgery: SurgeryResult | None, rollback: bool, progress: Progress) -> Result:
     journal.step("verifying")
+    _pause_for_test(journal, "verifying")
     stacks = {t.stack.path: journal.kept("planned", t.entry) or b"" for t in touched if t.stack is not None}
     verification = _verify(repo, binary, stacks, journal.folder / "verify", progress)
     if not verification.ok():
@@ -240,6 +266,7 @@ def _verify_and_finish(repo: Repository, binary: TerraformBinary, journal: Journ
         t.entry.final = sha256(final)
         journal.keep("final", t.entry, final)
     journal.step("finishing")
+    _pause_for_test(journal, "finishing")
     _write_all(journal, [t for t in touched if t.entry.final is not None], "final", expect=("planned", "final"),
                progress=progress)
     journal.step("done", f"{journal.moves} resource(s) moved; every verification plan is a no-op")
@@ -295,6 +322,8 @@ def _write_all(journal: Journal, touched: list[Touched], kind: str, *, expect: t
         t.entry.written = want
         t.entry.writing = None
         journal.save()
+        if journal.status == "writing":
+            _pause_for_test(journal, "writing")
         progress(f"{t.entry.name}: {'restored' if kind == 'before' else 'written'} ({t.store.where})")
 
 
