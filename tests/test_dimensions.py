@@ -103,28 +103,45 @@ def test_layer_patterns(name: str, expected: bool) -> None:
     assert is_layer(name) is expected
 
 
+RULE = "(allowed: ASCII letters, digits, '.', '_' and '-', starting with a letter, digit or '_')"
+
+
 @pytest.mark.parametrize(("value", "reason"), [
     ("", "it is empty"),
     (".", "'.' is a path traversal"),
     ("..", "'..' is a path traversal"),
-    ("a/b", "it contains a path separator"),
-    ("a\\b", "it contains a path separator"),
-    ("a b", "it contains white space"),
-    ("a\tb", "it contains white space"),
-    ("a:b", "it contains characters that are not safe in paths"),
-    ('a"b', "it contains characters that are not safe in paths"),
-    ("a*b", "it contains characters that are not safe in paths"),
-    ("a?b", "it contains characters that are not safe in paths"),
-    ("a<b", "it contains characters that are not safe in paths"),
-    ("a|b", "it contains characters that are not safe in paths"),
-    ("a\x01b", "it contains characters that are not safe in paths"),
+    ("a/b", f"it contains a path separator {RULE}"),
+    ("a\\b", f"it contains a path separator {RULE}"),
+    ("a b", f"it contains white space {RULE}"),
+    ("a\tb", f"it contains white space {RULE}"),
+    ("a\nb", f"it contains white space {RULE}"),
+    ("ab\n", f"it contains white space {RULE}"),  # a regex ending in "$" would let this one through
+    ("a:b", f"it contains ':' {RULE}"),
+    ('a"b', f"it contains '\"' {RULE}"),
+    ("a*b", f"it contains '*' {RULE}"),
+    ("a?b", f"it contains '?' {RULE}"),
+    ("a<b", f"it contains '<' {RULE}"),
+    ("a|b", f"it contains '|' {RULE}"),
+    ("a\x01b", f"it contains '\\x01' {RULE}"),
+    # what reaches a shell or a YAML file in generated CI pipelines
+    ("qa$(touch${IFS}PWNED)", f"it contains '$', '(', ')', '{{', '}}' {RULE}"),
+    ("qa`touch PWNED`", f"it contains white space {RULE}"),
+    ("qa`id`", f"it contains '`' {RULE}"),
+    ("it's", f"it contains \"'\" {RULE}"),
+    ("a#b", f"it contains '#' {RULE}"),
+    ("a;b", f"it contains ';' {RULE}"),
+    ("a@b", f"it contains '@' {RULE}"),
+    ("a+b", f"it contains '+' {RULE}"),
+    ("ézra", f"it contains 'é' {RULE}"),
+    ("-rf", f"it starts with '-' {RULE}"),
+    (".hidden", f"it starts with '.' {RULE}"),
 ])
 def test_unsafe_names(value: str, reason: str) -> None:
     assert unsafe_name_reason(value) == reason
 
 
 @pytest.mark.parametrize("value", ["production", "us-east-1", "01-foundation", "mtn-ghana", "ok_name.1",
-                                   "111111111111", "ézra"])
+                                   "111111111111", "_global", "Prod.EU-2", "ezra"])
 def test_safe_names(value: str) -> None:
     assert unsafe_name_reason(value) is None
 

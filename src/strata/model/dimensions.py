@@ -70,17 +70,28 @@ def layer_sort_key(layer: str) -> tuple[int, str]:
     return (int(m.group(1)) if m else 1_000_000, layer)
 
 
+# Dimension values and stack path folders end up in state keys, bucket and schema names, CI job names and
+# (quoted) shell commands: ASCII letters and digits, with '.', '_' and '-' inside. Not first: '.' (hidden
+# files, traversal) and '-' (read as a command-line option).
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # fullmatch: "$" lets "a\n" through
+SAFE_NAME_RULE = "allowed: ASCII letters, digits, '.', '_' and '-', starting with a letter, digit or '_'"
+
+
 @functools.lru_cache(maxsize=4096)
 def unsafe_name_reason(value: str) -> str | None:
-    """Why ``value`` cannot be used in state paths and backend names, or None when it is safe."""
+    """Why ``value`` cannot be used in state paths, backend names and CI pipelines, or None when it is safe."""
+    if SAFE_NAME.fullmatch(value):
+        return None
     if value == "":
         return "it is empty"
     if value in (".", ".."):
         return f"{value!r} is a path traversal"
     if "/" in value or "\\" in value:
-        return "it contains a path separator"
+        return f"it contains a path separator ({SAFE_NAME_RULE})"
     if any(ch.isspace() for ch in value):
-        return "it contains white space"
-    if any(ord(ch) < 32 or ch in '"*?<>|:' for ch in value):
-        return "it contains characters that are not safe in paths"
-    return None
+        return f"it contains white space ({SAFE_NAME_RULE})"
+    bad = sorted({ch for ch in value if not re.match(r"[A-Za-z0-9._-]", ch)})
+    if bad:
+        shown = ", ".join(repr(ch) for ch in bad)
+        return f"it contains {shown} ({SAFE_NAME_RULE})"
+    return f"it starts with {value[0]!r} ({SAFE_NAME_RULE})"
