@@ -132,7 +132,9 @@ def test_github_apply_per_environment_with_approval_and_concurrency(with_product
         job = jobs[f"apply-{env}"]
         assert job["environment"] == env
         assert job["concurrency"] == {"group": f"apply-{env}", "cancel-in-progress": False}
-        assert f"strata apply --changed --base HEAD~1 --env {env} --yes" in [s.get("run") for s in job["steps"]]
+        (step,) = [s for s in job["steps"] if "strata apply" in s.get("run", "")]
+        assert step["run"] == 'strata apply --changed --base HEAD~1 --env "$STRATA_ENVIRONMENT" --yes'
+        assert step["env"] == {"STRATA_ENVIRONMENT": env}
     assert jobs["apply-production"]["needs"] == ["apply-staging"]  # staging first, then the approval
     assert "needs" not in jobs["apply-staging"]
     text = generate("github", with_production)[".github/workflows/strata-apply.yml"]
@@ -210,7 +212,8 @@ def test_gitlab_pipeline(with_production: Repository, tmp_path: Path) -> None:
         job = ci[f"apply-{env}"]
         assert job["resource_group"] == f"apply-{env}"
         assert job["environment"]["name"] == env
-        assert job["script"] == [f"strata apply --changed --base HEAD~1 --env {env} --yes"]
+        assert job["script"] == ['strata apply --changed --base HEAD~1 --env "$STRATA_ENVIRONMENT" --yes']
+        assert job["variables"]["STRATA_ENVIRONMENT"] == {"value": env, "expand": False}
     prod, staging = ci["apply-production"], ci["apply-staging"]
     assert prod["environment"]["deployment_tier"] == "production"
     assert prod["rules"][0]["when"] == "manual" and prod["rules"][0]["allow_failure"] is False
@@ -219,10 +222,12 @@ def test_gitlab_pipeline(with_production: Repository, tmp_path: Path) -> None:
     # destroy: a manual job per environment that refuses without CONFIRM set to its name
     destroy = ci["destroy-staging"]
     assert destroy["rules"][0]["when"] == "manual" and destroy["resource_group"] == "apply-staging"
-    assert destroy["script"][-1] == "strata destroy --env staging --yes"
+    assert destroy["script"][-1] == 'strata destroy --env "$STRATA_ENVIRONMENT" --yes'
+    assert destroy["variables"]["STRATA_ENVIRONMENT"] == {"value": "staging", "expand": False}
     for confirm, code in (("staging", 0), ("production", 1), ("", 1)):
-        result = subprocess.run(["bash", "-ec", destroy["script"][0]], env={"CONFIRM": confirm, "PATH": os.environ[
-            "PATH"]}, capture_output=True, text=True, check=False)
+        result = subprocess.run(["bash", "-ec", destroy["script"][0]], env={
+            "CONFIRM": confirm, "STRATA_ENVIRONMENT": "staging", "PATH": os.environ["PATH"]},
+            capture_output=True, text=True, check=False)
         assert result.returncode == code, confirm
 
 
@@ -259,7 +264,9 @@ def test_azure_pipeline_structure(with_production: Repository) -> None:
         creds = [s for s in steps if s.get("task") == "AzureCLI@2"]
         assert len(creds) == 1 and creds[0]["inputs"]["addSpnToEnvironment"] is True  # workload identity
         assert "ARM_USE_OIDC=true" in creds[0]["inputs"]["inlineScript"]
-        assert f"strata apply --changed --base HEAD~1 --env {env} --yes" in creds[0]["inputs"]["inlineScript"]
+        assert 'strata apply --changed --base HEAD~1 --env "$STRATA_ENVIRONMENT" --yes' in \
+            creds[0]["inputs"]["inlineScript"]
+        assert creds[0]["env"] == {"STRATA_ENVIRONMENT": env}
     assert stages["apply_production"]["dependsOn"] == ["apply_staging"]
     assert stages["apply_staging"]["dependsOn"] == []
     # destroy: parameters, the confirmation check before anything else

@@ -11,14 +11,20 @@ Every system gets the same flow:
 
 Output is text built line by line (not a YAML dump) so that it can carry comments, and it depends only on
 the repository: the same repository always gives byte-identical files.
+
+Injection: environment names are validated to a safe set (:data:`strata.model.dimensions.SAFE_NAME`), and
+the generator does not rely on it. Every repository value is written as a YAML double-quoted scalar with
+every special character escaped (:func:`q`), and never into a script: a script reads it from an
+environment variable (``env:``/``variables:``), quoted (``"$STRATA_ENVIRONMENT"``), so no value is ever
+parsed by a shell.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from typing import Literal
 
+from strata.errors import StrataError
 from strata.model.repository import Repository
 
 System = Literal["github", "gitlab", "azure-devops"]
@@ -57,18 +63,47 @@ def ordered_environments(repo: Repository) -> tuple[list[str], list[str]]:
     return [e for e in envs if not is_production(repo, e)], [e for e in envs if is_production(repo, e)]
 
 
+# The variable through which a script reads the environment's name (never pasted into the script).
+ENV_VAR = "STRATA_ENVIRONMENT"
+
+
 def job_id(env: str) -> str:
     """A job/stage identifier for an environment: letters, digits, ``_`` and ``-`` only."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", env)
 
 
 def q(value: str) -> str:
-    """A YAML double-quoted scalar."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """``value`` as a YAML double-quoted scalar that reads back exactly: ``\\``, ``"`` and every character
+    outside printable ASCII are escapes, so no quote, newline, ``#`` or ``: `` can end it early."""
+    out = []
+    for ch in value:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+def _check_job_ids(envs: list[str]) -> None:
+    """Two environments must not give one job identifier (``qa.1`` and ``qa-1``)."""
+    seen: dict[str, str] = {}
+    for env in envs:
+        other = seen.setdefault(job_id(env).replace("-", "_"), env)
+        if other != env:
+            raise StrataError(f"environments {other!r} and {env!r} would share the CI job names of "
+                              f"{job_id(env)!r}; rename one of them")
 
 
 def generate(system: System, repo: Repository) -> dict[str, str]:
     """The pipeline files for ``system``: repository-relative path -> content."""
+    _check_job_ids(environments(repo))
     if system == "github":
         return _github(repo)
     if system == "gitlab":
@@ -175,7 +210,7 @@ def _github(repo: Repository) -> dict[str, str]:
     ]
     for env in [*others, *production]:
         jid = job_id(env)
-        apply += [f"  apply-{jid}:", f"    name: Apply {env}", "    runs-on: ubuntu-latest"]
+        apply += [f"  apply-{jid}:", f"    name: {q('Apply ' + env)}", "    runs-on: ubuntu-latest"]
         if is_production(repo, env):
             if others:
                 apply.append(f"    needs: [{', '.join('apply-' + job_id(e) for e in others)}]")
@@ -188,8 +223,10 @@ def _github(repo: Repository) -> dict[str, str]:
             "      cancel-in-progress: false",
             "    steps:",
             *_github_setup(step),
-            f"{step}- name: Apply the affected stacks of {env}",
-            f"{step}  run: strata apply --changed --base HEAD~1 --env {shlex.quote(env)} --yes",
+            f"{step}- name: {q('Apply the affected stacks of ' + env)}",
+            f"{step}  env:",
+            f"{step}    {ENV_VAR}: {q(env)}",
+            f'{step}  run: strata apply --changed --base HEAD~1 --env "${ENV_VAR}" --yes',
             "",
         ]
     envs = environments(repo)
@@ -312,11 +349,13 @@ def _gitlab(repo: Repository) -> str:
             lines += ["      when: manual  # approval: protect this environment (Settings > CI/CD > Protected",
                       "      allow_failure: false  # environments) so only approvers can start the job"]
         lines += [
+            "  variables:",
+            *_gitlab_variable(ENV_VAR, env),
             "  environment:",
             f"    name: {q(env)}",
             f"    deployment_tier: {'production' if prod else _tier(env)}",
             "  script:",
-            f"    - strata apply --changed --base HEAD~1 --env {shlex.quote(env)} --yes",
+            f'    - strata apply --changed --base HEAD~1 --env "${ENV_VAR}" --yes',
             "",
         ]
     for env in environments(repo):
@@ -331,15 +370,22 @@ def _gitlab(repo: Repository) -> str:
             "      when: manual",
             "  variables:",
             '    CONFIRM: ""',
+            *_gitlab_variable(ENV_VAR, env),
             "  environment:",
             f"    name: {q(env)}",
             "    action: stop",
             "  script:",
-            f"    - 'if [ \"$CONFIRM\" != {q(env)} ]; then echo \"set CONFIRM to {env} to destroy it\"; exit 1; fi'",
-            f"    - strata destroy --env {shlex.quote(env)} --yes",
+            f"    - 'if [ \"$CONFIRM\" != \"${ENV_VAR}\" ]; then"
+            f" echo \"set CONFIRM to ${ENV_VAR} to destroy it\"; exit 1; fi'",
+            f'    - strata destroy --env "${ENV_VAR}" --yes',
             "",
         ]
     return _text(lines)
+
+
+def _gitlab_variable(name: str, value: str) -> list[str]:
+    """A job variable GitLab passes as it is (``expand: false``: a ``$`` in it is not another variable)."""
+    return [f"    {name}:", f"      value: {q(value)}", "      expand: false"]
 
 
 def _tier(env: str) -> str:
@@ -384,7 +430,7 @@ def _azure_strata(indent: str, command: str, name: str, env_vars: dict[str, str]
     ]
     if env_vars:
         lines.append(f"{indent}  env:")
-        lines += [f"{indent}    {k}: {v}" for k, v in sorted(env_vars.items())]
+        lines += [f"{indent}    {k}: {q(v)}" for k, v in sorted(env_vars.items())]
     return lines
 
 
@@ -480,8 +526,8 @@ def _azure(repo: Repository) -> str:
             "            deploy:",
             "              steps:",
             *_azure_setup(deploy_step),
-            *_azure_strata(deploy_step, f"strata apply --changed --base HEAD~1 --env {shlex.quote(env)} --yes",
-                           f"Apply the affected stacks of {env}"),
+            *_azure_strata(deploy_step, f'strata apply --changed --base HEAD~1 --env "${ENV_VAR}" --yes',
+                           f"Apply the affected stacks of {env}", {ENV_VAR: env}),
             "",
         ]
     lines += [
