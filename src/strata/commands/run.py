@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from strata import generate as gen
+from strata.atomic import PUBLIC, write_atomic
 from strata.errors import ProblemsFound
 from strata.model.repository import Repository
 from strata.model.selection import Selection, select
@@ -110,11 +111,11 @@ def write_summary(runner: Runner, result: RunReport, target: Path) -> list[Path]
             text = text[text.find("\n", marker) + 1:]
         text = re.sub(r"\x1b\[[0-9;]*m", "", text)
         plans.append(StackPlan(stack_result.path, stack_result.status, plan_json, text, stack_result.detail))
-    parts = render(plans)
+    parts = render(plans, secrets=runner.secrets.values)
     written = []
     for n, part in enumerate(parts, start=1):
         path = target if n == 1 else target.with_name(f"{target.stem}-{n}{target.suffix}")
-        path.write_text(part, encoding="utf-8")
+        write_atomic(path, part.encode("utf-8"), mode=PUBLIC)  # redacted: meant to be posted
         written.append(path)
     err(f"plan summary: {', '.join(str(p) for p in written)}")
     return written

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from strata.atomic import SECRET, private_dir, write_atomic
 from strata.backends import get_backend
 from strata.backends.base import BackendError, LockInfo
 from strata.errors import ConfigError, StrataError
@@ -26,6 +27,7 @@ from strata.model.repository import Repository
 from strata.model.stack import Stack
 from strata.run.display import Display
 from strata.run.outputs import OutputReader
+from strata.run.redact import Secrets, open_log
 from strata.scheduler import CHANGES, FAILED, INTERRUPTED, OK, Outcome, Scheduler
 from strata.state.operations import open_store, sound
 from strata.terraform import commands as tf
@@ -104,14 +106,15 @@ class Runner:
         self.log_dir = repo.root / ".strata" / "logs" / self.run_id
         self.plan_dir = repo.root / ".strata" / "plans"
         self.providers = ProviderStore(repo.root, os.environ.get("TF_CLI_CONFIG_FILE") or default_cli_config())
-        self.outputs = OutputReader(repo.root, fallback=self._outputs_from_terraform)
+        self.secrets = Secrets()  # every sensitive output read, redacted wherever strata writes
+        self.outputs = OutputReader(repo.root, fallback=self._outputs_from_terraform, secrets=self.secrets)
         self.base_env: dict[str, str] = {}
 
     # -- the run -------------------------------------------------------------------------------------
 
     def execute(self, stacks: list[Stack]) -> RunReport:
         started = time.time()
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         env = dict(os.environ)  # the user's own TF_VAR_* (secrets in CI) stay; inputs below override by name
         for unsafe in ("TF_PLUGIN_CACHE_DIR", "TF_PLUGIN_CACHE_MAY_BREAK_DEPENDENCY_LOCK_FILE"):
             env.pop(unsafe, None)  # terraform's own cache races under parallel init; the store replaces it
@@ -137,9 +140,9 @@ class Runner:
         stack = self.repo.stacks[path]
         started = time.monotonic()
         log_path = self.log_dir / (path.replace("/", "__") or "root") / "terraform.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(log_path.parent)
         data: dict[str, Any] = {"log": self.repo.display(os.path.relpath(log_path, self.repo.root))}
-        with log_path.open("w", encoding="utf-8") as log:
+        with open_log(log_path, self.secrets) as log:
             try:
                 outcome = self._stack(stack, log, data)
             except (StrataError, ConfigError) as exc:
@@ -149,6 +152,7 @@ class Runner:
                 log.write(f"strata: {exc}\n")
                 outcome = Outcome(FAILED, f"{type(exc).__name__}: {exc}")
         outcome.duration = time.monotonic() - started
+        outcome.detail = self.secrets.redact(outcome.detail)  # shown on the terminal and in every report
         outcome.data = data
         return outcome
 
@@ -179,6 +183,8 @@ class Runner:
             argv = tf.validate(binary)
         elif command == "plan":
             plan_file = self._plan_file(stack) if self.options.save_plans else None
+            if plan_file is not None:
+                _private_file(plan_file)
             argv = tf.plan(binary, out=str(plan_file) if plan_file else None, lock_timeout=timeout)
         elif command == "apply":
             argv = self._apply_argv(stack, inputs, data)
@@ -244,8 +250,8 @@ class Runner:
     def _outputs_from_terraform(self, stack: Stack) -> dict[str, Any] | None:
         """The slow path, for backends strata cannot read itself: init + terraform output -json."""
         log_path = self.log_dir / (stack.path.replace("/", "__") or "root") / "output.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("a", encoding="utf-8") as log:
+        private_dir(log_path.parent)
+        with open_log(log_path, self.secrets, append=True) as log:
             problem = self._ensure_init(stack, dict(self.base_env), log)
             if problem:
                 raise StrataError(f"cannot read the outputs of {stack.path}: {problem.detail}")
@@ -305,7 +311,7 @@ class Runner:
 
     def _plan_file(self, stack: Stack) -> Path:
         path = self.plan_dir / (stack.path or "_root") / "plan.tfplan"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)  # a plan holds every variable's value, secrets included
         return path
 
     def _config_digest(self, stack: Stack, inputs: dict[str, Any]) -> str:
@@ -317,7 +323,7 @@ class Runner:
         meta = {"stack": stack.path, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "mocked_dependencies": data.get("mocked", []), "config": self._config_digest(stack, inputs),
                 "terraform": self.binary.describe()}
-        plan.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_atomic(plan.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode(), mode=SECRET)
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
 
     def _terraform(self, stack: Stack, argv: list[str], cwd: Path, env: dict[str, str], log: IO[str]) -> Completed:
@@ -333,7 +339,8 @@ class Runner:
         orphan_cleared = False
         for _ in range(6):
             started = datetime.now(UTC) - timedelta(seconds=1)
-            done = run(argv, cwd, env, self.group, log, lambda line: self.display.line(stack.path, line))
+            done = run(argv, cwd, env, self.group, log,
+                       lambda line: self.display.line(stack.path, self.secrets.redact(line)))
             if done.exit_code in (0, 2) or done.interrupted or self.group.interrupted:
                 return done
             if ("Error acquiring the state lock" in done.output and not orphan_cleared
@@ -448,6 +455,13 @@ def _tf_vars(inputs: dict[str, Any]) -> dict[str, str]:
     """Inputs as TF_VAR_* (strings raw, everything else as an HCL expression, as terraform reads them)."""
     return {f"TF_VAR_{name}": value if isinstance(value, str) else hcl_value(value)
             for name, value in inputs.items()}
+
+
+def _private_file(path: Path) -> None:
+    """``path`` exists with mode 0600: terraform overwrites a saved plan in place, keeping its mode (a plan
+    holds every variable's value, secrets included)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, SECRET))
+    os.chmod(path, SECRET)
 
 
 def _parse_created(text: str) -> datetime | None:

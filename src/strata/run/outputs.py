@@ -18,6 +18,7 @@ from strata.backends import get_backend
 from strata.backends.base import BackendError
 from strata.errors import StrataError
 from strata.model.stack import Stack
+from strata.run.redact import Secrets
 
 Fallback = Callable[[Stack], dict[str, Any] | None]
 
@@ -25,9 +26,10 @@ Fallback = Callable[[Stack], dict[str, Any] | None]
 class OutputReader:
     """Outputs per stack (name -> {"value", "type", "sensitive"}), cached until the stack changes."""
 
-    def __init__(self, root: Path, fallback: Fallback | None = None) -> None:
+    def __init__(self, root: Path, fallback: Fallback | None = None, secrets: Secrets | None = None) -> None:
         self.root = root
         self.fallback = fallback
+        self.secrets = secrets  # collects every sensitive output read, to redact it wherever strata writes
         self._cache: dict[str, dict[str, Any] | None] = {}
         self._lock = threading.Lock()
         self._reading: dict[str, threading.Lock] = {}  # one reader per stack (the fallback may run init)
@@ -48,6 +50,8 @@ class OutputReader:
                 if stack.path in self._cache:
                     return self._cache[stack.path]
             result = self._read(stack)
+            if self.secrets is not None:
+                self.secrets.add_outputs(result)
             with self._lock:
                 self._cache[stack.path] = result
         return result

@@ -10,22 +10,24 @@ stack too long for one comment gets its plan text (and, if need be, its address 
 Sensitive values are never printed. The per-resource summary is built from addresses and actions only; the
 plan text and failure details are scrubbed of every value the plan JSON marks sensitive (resource attributes
 through ``before_sensitive``/``after_sensitive`` masks, sensitive outputs, variables declared ``sensitive``),
-collected across *all* stacks, since a sensitive output of one stack can reach another as an input.
+collected across *all* stacks, since a sensitive output of one stack can reach another as an input, plus
+the sensitive outputs of every dependency the run read (``render(..., secrets=)``), planned or not.
 Output depends only on the input: stacks are ordered by name, never by completion time.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from strata.run.redact import MIN_SECRET_LENGTH, REDACTED, Redactor, Secret, leaves
+
+__all__ = ["LIMIT", "REDACTED", "Redactor", "StackPlan", "render", "sensitive_values"]
+
 LIMIT = 65536
-REDACTED = "(sensitive value)"
-MIN_SECRET_LENGTH = 4
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
@@ -70,21 +72,10 @@ class _Stack:
 
 # -- sensitive values -------------------------------------------------------------------------------------
 
-def _leaves(value: Any) -> Iterator[Any]:
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from _leaves(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _leaves(item)
-    elif value is not None and not isinstance(value, bool):
-        yield value
-
-
 def _masked(value: Any, mask: Any) -> Iterator[Any]:
     """The leaves of ``value`` that ``mask`` (Terraform's sensitive-values shape) marks sensitive."""
     if mask is True:
-        yield from _leaves(value)
+        yield from leaves(value)
     elif isinstance(mask, dict) and isinstance(value, dict):
         for key, sub in mask.items():
             if key in value:
@@ -127,13 +118,13 @@ def sensitive_values(plan_json: dict[str, Any] | None) -> set[str | int | float]
             continue
         for output in (values.get("outputs") or {}).values():
             if isinstance(output, dict) and output.get("sensitive"):
-                found += _leaves(output.get("value"))
+                found += leaves(output.get("value"))
         for resource in _module_resources(values.get("root_module")):
             found += _masked(resource.get("values"), resource.get("sensitive_values"))
     declared = ((plan_json.get("configuration") or {}).get("root_module") or {}).get("variables") or {}
     for name, variable in (plan_json.get("variables") or {}).items():
         if isinstance(declared.get(name), dict) and declared[name].get("sensitive") and isinstance(variable, dict):
-            found += _leaves(variable.get("value"))
+            found += leaves(variable.get("value"))
     result: set[str | int | float] = set()
     for value in found:
         if isinstance(value, str):
@@ -142,40 +133,6 @@ def sensitive_values(plan_json: dict[str, Any] | None) -> set[str | int | float]
         elif isinstance(value, (int, float)):
             result.add(value)
     return result
-
-
-def _string_forms(secret: str) -> Iterator[str]:
-    """The ways Terraform may print a string: raw, HCL/JSON-escaped, template-escaped, line by line."""
-    yield secret
-    escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
-    yield escaped
-    yield escaped.replace("${", "$${").replace("%{", "%%{")
-    yield secret.replace("${", "$${").replace("%{", "%%{")
-    for line in secret.splitlines():
-        if len(line.strip()) >= MIN_SECRET_LENGTH:
-            yield line.strip()
-
-
-class Redactor:
-    """Replaces every occurrence of the given sensitive values with ``(sensitive value)``."""
-
-    def __init__(self, secrets: Iterable[str | int | float]) -> None:
-        strings: set[str] = set()
-        numbers: set[str] = set()
-        for secret in secrets:
-            if isinstance(secret, str):
-                strings.update(form for form in _string_forms(secret) if len(form) >= MIN_SECRET_LENGTH)
-            else:
-                numbers.add(json.dumps(secret))
-                if isinstance(secret, float) and secret.is_integer():
-                    numbers.add(str(int(secret)))
-        alternatives = [re.escape(s) for s in sorted(strings, key=lambda s: (-len(s), s))]
-        # numbers only as whole tokens: a sensitive 42 must not eat the 42 in 1420
-        alternatives += [rf"(?<![\w.]){re.escape(n)}(?![\w.])" for n in sorted(numbers, key=lambda s: (-len(s), s))]
-        self._pattern = re.compile("|".join(alternatives)) if alternatives else None
-
-    def __call__(self, text: str) -> str:
-        return self._pattern.sub(REDACTED, text) if self._pattern else text
 
 
 # -- analysis ---------------------------------------------------------------------------------------------
@@ -401,9 +358,14 @@ def _header(title: str, part: int, parts: int, stacks: list[_Stack]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def render(plans: list[StackPlan], *, title: str = "strata plan", limit: int = LIMIT) -> list[str]:
-    """The Markdown comment(s) for these plans, each at most ``limit`` characters."""
-    redact = Redactor(set().union(*(sensitive_values(p.plan_json) for p in plans)) if plans else ())
+def render(plans: list[StackPlan], *, title: str = "strata plan", limit: int = LIMIT,
+           secrets: Iterable[Secret] = ()) -> list[str]:
+    """The Markdown comment(s) for these plans, each at most ``limit`` characters.
+
+    ``secrets`` are sensitive values known from elsewhere: the run's dependency outputs marked sensitive,
+    which reach a stack as plain variables when its dependency was not planned too.
+    """
+    redact = Redactor(set(secrets).union(*(sensitive_values(p.plan_json) for p in plans)))
     stacks = sorted((_analyse(p) for p in plans), key=lambda s: s.plan.stack)
     header_room = len(_header(title, 999999, 999999, stacks)) + 16
     budget = limit - header_room
