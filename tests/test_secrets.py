@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 
 from conftest import Result, write_tree
+from strata.run.display import PrefixedLines
+from strata.run.engine import Runner, RunOptions
 from strata.run.redact import REDACTED, Secrets, open_log
+from strata.workspace import Workspace
 
 pytestmark = pytest.mark.terraform
 
@@ -242,6 +245,28 @@ def test_history_and_backups_are_private(strata: Strata, tf_111: str, provider_m
     assert strata("state", "backup", "db", "--to", str(copy), cwd=repo, env=env).code == 0
     states = [p for p in copy.rglob("*.tfstate")]
     assert states and all(mode(p) == 0o600 for p in states), [(p, oct(mode(p))) for p in states]
+
+
+def test_the_terraform_output_fallback_logs_what_it_reveals_redacted(
+        strata: Strata, tf_111: str, provider_mirror: dict[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backends strata cannot read itself (azurerm, gcs: no emulator here) go through ``terraform output
+    -json``, which prints sensitive values in clear. Here the same path runs on db's local state."""
+    repo = secret_repo(tmp_path / "repo")
+    assert strata("apply", "db", "--yes", "-q", cwd=repo, env={**provider_mirror, "STRATA_TERRAFORM": tf_111}).code == 0
+    for name, value in {**provider_mirror, "STRATA_TERRAFORM": tf_111}.items():
+        monkeypatch.setenv(name, value)
+    ws = Workspace(cwd=repo)
+    model = ws.repository()
+    runner = Runner(model, ws.terraform(), RunOptions("plan", 1), PrefixedLines())
+    runner.base_env = {**os.environ, **runner.providers.prepare()}
+    outputs = runner.outputs.fallback(model.stacks["db"]) if runner.outputs.fallback else None
+    assert outputs is not None and outputs["db_password"]["value"] == PASSWORD
+    assert set(SECRETS) <= {str(v) for v in runner.secrets.values}
+    [log] = assert_private(runner.log_dir)
+    text = log.read_text()
+    assert '"db_password"' in text and REDACTED in text, text
+    assert_no_secret(str(log), text)
 
 
 # -- the mechanism on its own -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ line terraform prints goes to the stack's log file under ``.strata/logs/<run>/``
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -255,13 +256,19 @@ class Runner:
             problem = self._ensure_init(stack, dict(self.base_env), log)
             if problem:
                 raise StrataError(f"cannot read the outputs of {stack.path}: {problem.detail}")
-            done = run(tf.output(self.binary.path), self.repo.root / stack.path, dict(self.base_env), self.group, log)
+            printed = io.StringIO()  # it prints sensitive values in clear: logged once they are known
+            done = run(tf.output(self.binary.path), self.repo.root / stack.path, dict(self.base_env), self.group,
+                       printed)
+            try:
+                outputs = json.loads(done.output or "{}")
+            except ValueError:
+                outputs = None
+            self.secrets.add_outputs(outputs)
+            log.write(printed.getvalue())
         if done.exit_code != 0:
             raise StrataError(f"cannot read the outputs of {stack.path}: {last_error(done.output)}")
-        try:
-            outputs = json.loads(done.output or "{}")
-        except ValueError:
-            raise StrataError(f"terraform output -json in {stack.path} did not print JSON") from None
+        if not isinstance(outputs, dict):
+            raise StrataError(f"terraform output -json in {stack.path} did not print JSON")
         return outputs or None
 
     # -- init only when needed ------------------------------------------------------------------------

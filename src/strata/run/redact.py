@@ -100,9 +100,11 @@ class Secrets:
             self._values |= found
             self._redactor = Redactor(self._values)
 
-    def add_outputs(self, outputs: dict[str, Any] | None) -> None:
+    def add_outputs(self, outputs: Any) -> None:
         """The values of the outputs marked sensitive (``{"name": {"value", "sensitive", ...}}``)."""
-        for entry in (outputs or {}).values():
+        if not isinstance(outputs, dict):
+            return
+        for entry in outputs.values():
             if isinstance(entry, dict) and entry.get("sensitive"):
                 self.add(entry.get("value"))
 
