@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from strata.backends import BACKEND_TYPES, get_backend
-from strata.backends.base import Backend, Problem
+from strata.backends.base import Backend, Kind, Problem
 from strata.backends.pg import MAX_IDENTIFIER, schema_for_key
 from strata.terraform.version import Version, format_version, parse_version
 
@@ -206,9 +206,9 @@ def test_s3_checks() -> None:
         "sse_customer_key": "y", "encrypt": "yes", "endpoints": {"bogus": "http://127.0.0.1"},
     }, None)
     assert required(problems) == ["bucket"]
-    assert attributes_of(problems) == [
-        ("error", "encrypt"), ("error", "key"), ("error", "workspace_key_prefix"), ("error", "kms_key_id"),
-        ("error", "kms_key_id"), ("error", "endpoints")]
+    assert attributes_of(problems) == [  # the types first (from the schema), then the rules of s3
+        ("error", "encrypt"), ("error", "endpoints"), ("error", "key"), ("error", "workspace_key_prefix"),
+        ("error", "kms_key_id"), ("error", "kms_key_id")]
     text = {p.attribute: p.message for p in problems if p.attribute}
     assert "true or false" in text["encrypt"]
     assert "must not start with /" in text["key"]
@@ -336,7 +336,8 @@ def test_settings_older_terraform_refuses_are_problems_for_that_version_only(bac
     backend = get_backend(backend_name)
     assert backend is not None
     base = {"storage_account_name": "a", "container_name": "c", "key": "k", "bucket": "b", "prefix": "p"}
-    values = {k: v for k, v in base.items() if k in backend.attributes} | {setting: "x"}
+    value = True if backend.schema[setting].kind is Kind.BOOL else "x"
+    values = {k: v for k, v in base.items() if k in backend.attributes} | {setting: value}
     old = [p for p in backend.check(values, (1, 0, 3)) if p.attribute == setting]
     assert old and old[0].severity == "error" and "1.0.3" in old[0].message
     assert not [p for p in backend.check(values, (1, 11, 4)) if p.attribute == setting]

@@ -18,15 +18,100 @@ import json
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from strata.errors import BackendError as BackendError
 from strata.terraform.version import Version, format_version
 
-_FLAGS = frozenset({"encrypt", "use_lockfile", "use_path_style", "force_path_style", "use_azuread_auth", "use_oidc"})
+
+class Kind(Enum):
+    """The type of a backend setting, as Terraform's backend schemas declare it; the value says what it takes."""
+
+    STRING = "a string"
+    BOOL = "true or false"
+    NUMBER = "a number"
+    INTEGER = "a whole number"
+    LIST = "a list of strings"
+    MAP = "a map of strings"
+    BLOCK = "a block, written as a map like { name = value }"  # a nested block (s3 assume_role, endpoints)
+    DURATION = 'a duration like "1h" or a number of seconds'
+
+
+@dataclass(frozen=True, slots=True)
+class SettingType:
+    """One setting of a backend's schema: its kind and, for a block, the settings inside it."""
+
+    kind: Kind
+    description: str = ""
+    keys: Mapping[str, SettingType] = field(default_factory=dict)
+
+    def problem(self, name: str, value: Any) -> str | None:
+        """Why ``value`` does not fit (the message names ``name``), or None when it does."""
+        got = _type_name(value)
+        if self.kind is Kind.STRING:
+            ok = isinstance(value, str)
+        elif self.kind is Kind.BOOL:
+            ok = isinstance(value, bool)
+        elif self.kind in (Kind.NUMBER, Kind.DURATION):
+            ok = got == "number" or (self.kind is Kind.DURATION and got == "string")
+        elif self.kind is Kind.INTEGER:
+            ok = got == "number" and float(value).is_integer()
+        elif self.kind is Kind.LIST:
+            if not isinstance(value, list | tuple):
+                ok = False
+            else:
+                return next((f"{name}[{i}] must be a string, got {_type_name(v)}" for i, v in enumerate(value)
+                             if not isinstance(v, str)), None)
+        elif self.kind is Kind.MAP:
+            if not isinstance(value, dict):
+                ok = False
+            else:
+                return next((f"{name}.{k} must be a string, got {_type_name(v)}" for k, v in value.items()
+                             if not isinstance(v, str)), None)
+        else:  # BLOCK
+            if not isinstance(value, dict):
+                ok = False
+            else:
+                for key, inner in value.items():
+                    spec = self.keys.get(key)
+                    if spec is None:
+                        return f"unknown setting {key!r} in {name} (known: {', '.join(sorted(self.keys))})"
+                    found = None if inner is None else spec.problem(f"{name}.{key}", inner)
+                    if found:
+                        return found
+                return None
+        return None if ok else f"{name} must be {self.kind.value}, got {got}"
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+# Shorthands for the schemas of the backend modules.
+STRING = SettingType(Kind.STRING)
+BOOL = SettingType(Kind.BOOL)
+NUMBER = SettingType(Kind.NUMBER)
+INTEGER = SettingType(Kind.INTEGER)
+LIST = SettingType(Kind.LIST)
+MAP = SettingType(Kind.MAP)
+DURATION = SettingType(Kind.DURATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +125,9 @@ class Problem:
 
 class Backend:
     name: ClassVar[str]
-    attributes: ClassVar[frozenset[str]]  # every setting Terraform accepts for this type
+    # Every setting Terraform accepts for this type, with its type (Terraform's backend schema).
+    schema: ClassVar[Mapping[str, SettingType]]
+    attributes: ClassVar[frozenset[str]]  # the names in ``schema``
     required: ClassVar[tuple[str, ...]] = ()
     key_attribute: ClassVar[str]  # where the state key goes by default
     cloud: ClassVar[str | None] = None
@@ -49,6 +136,11 @@ class Backend:
     # lower bound (a release that certainly refuses it is below it), so strata never refuses a setting
     # that the Terraform in use accepts.
     since: ClassVar[dict[str, Version]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "schema" in cls.__dict__:
+            cls.attributes = frozenset(cls.schema)
 
     def default_settings(self, state_key: str, stack_path: str, state_dir: str) -> dict[str, Any]:
         """Settings strata fills in when the configuration leaves them out (the state key)."""
@@ -66,11 +158,10 @@ class Backend:
                         f"{name} is not supported by Terraform {format_version(version)} (it needs "
                         f"{format_version(first)} or later); remove it or use a newer Terraform", name))
         for name, value in values.items():
-            if value is None:
-                continue
-            is_flag = name.startswith("skip_") or name in _FLAGS
-            if is_flag and not isinstance(value, bool):
-                problems.append(Problem(f"{name} must be true or false", name))
+            spec = self.schema.get(name)
+            message = None if spec is None or value is None else spec.problem(name, value)
+            if message:
+                problems.append(Problem(message, name))
         return problems
 
     def render(self, values: dict[str, Any], version: Version | None) -> dict[str, Any]:

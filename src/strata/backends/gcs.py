@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from strata.backends.base import Backend
+from strata.backends.base import LIST, STRING, Backend
 
 
 class GcsBackend(Backend):
     name = "gcs"
     cloud = "gcp"
-    attributes = frozenset({
-        "bucket", "prefix", "credentials", "access_token", "impersonate_service_account",
-        "impersonate_service_account_delegates", "encryption_key", "kms_encryption_key",
-        "storage_custom_endpoint",
-    })
+    schema = {  # internal/backend/remote-state/gcs/backend.go
+        "bucket": STRING, "prefix": STRING, "credentials": STRING, "access_token": STRING,
+        "impersonate_service_account": STRING, "impersonate_service_account_delegates": LIST,
+        "encryption_key": STRING, "kms_encryption_key": STRING, "storage_custom_endpoint": STRING,
+    }
     required = ("bucket", "prefix")
     # Terraform 1.0.3 refuses these (checked with the real binary); 1.1.0 is a lower bound.
     since = {"kms_encryption_key": (1, 1, 0), "storage_custom_endpoint": (1, 1, 0)}

@@ -18,6 +18,7 @@ from typing import Any
 
 from strata.atomic import SECRET, private_dir, write_atomic
 from strata.backends.base import (
+    STRING,
     Backend,
     BackendError,
     LockInfo,
@@ -37,7 +38,7 @@ _held_guard = threading.Lock()
 
 class LocalBackend(Backend):
     name = "local"
-    attributes = frozenset({"path", "workspace_dir"})
+    schema = {"path": STRING, "workspace_dir": STRING}  # internal/backend/local/backend.go
     key_attribute = "path"
 
     def default_settings(self, state_key: str, stack_path: str, state_dir: str) -> dict[str, Any]:
@@ -46,7 +47,7 @@ class LocalBackend(Backend):
     def check(self, values: dict[str, Any], version: Version | None) -> list[Problem]:
         problems = super().check(values, version)
         path = values.get("path")
-        if not isinstance(path, str) or not path:
+        if path is None or path == "":  # another type is reported by the schema
             problems.append(Problem("path must be a file path", "path"))
         return problems
 

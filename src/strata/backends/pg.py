@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from strata.backends.base import (
+    BOOL,
+    STRING,
     Backend,
     BackendError,
     LockInfo,
@@ -70,8 +72,10 @@ def _sslmode(conn_str: str) -> str | None:
 
 class PgBackend(Backend):
     name = "pg"
-    attributes = frozenset({"conn_str", "schema_name", "skip_schema_creation", "skip_table_creation",
-                            "skip_index_creation"})
+    schema = {  # internal/backend/remote-state/pg/backend.go
+        "conn_str": STRING, "schema_name": STRING, "skip_schema_creation": BOOL, "skip_table_creation": BOOL,
+        "skip_index_creation": BOOL,
+    }
     required = ("conn_str",)
     key_attribute = "schema_name"
 

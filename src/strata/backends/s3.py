@@ -25,10 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from strata.backends.base import (
+    BOOL,
+    DURATION,
+    INTEGER,
+    LIST,
+    MAP,
+    STRING,
     Backend,
     BackendError,
+    Kind,
     LockInfo,
     Problem,
+    SettingType,
     StateLocked,
     StateObject,
     StateStore,
@@ -140,17 +148,32 @@ _clients_guard = threading.Lock()
 class S3Backend(Backend):
     name = "s3"
     cloud = "aws"
-    attributes = frozenset({
-        "bucket", "key", "region", "encrypt", "kms_key_id", "acl", "dynamodb_table", "use_lockfile",
-        "workspace_key_prefix", "profile", "shared_credentials_file", "shared_credentials_files",
-        "shared_config_files", "access_key", "secret_key", "token", "sse_customer_key", "max_retries",
-        "skip_credentials_validation", "skip_region_validation", "skip_metadata_api_check",
-        "skip_requesting_account_id", "skip_s3_checksum", "force_path_style", "use_path_style",
-        "endpoints", "insecure", "http_proxy", "https_proxy", "no_proxy", "retry_mode",
-        "allowed_account_ids", "forbidden_account_ids", "custom_ca_bundle", "ec2_metadata_service_endpoint",
-        "use_fips_endpoint", "use_dualstack_endpoint", "assume_role", "assume_role_with_web_identity",
-        *_FLAT_ENDPOINTS, *_FLAT_ROLE,
-    })
+    schema = {  # internal/backend/remote-state/s3/backend.go (1.11), plus the flat names of < 1.6
+        **dict.fromkeys((
+            "bucket", "key", "region", "kms_key_id", "acl", "dynamodb_table", "workspace_key_prefix", "profile",
+            "shared_credentials_file", "access_key", "secret_key", "token", "sse_customer_key", "http_proxy",
+            "https_proxy", "no_proxy", "retry_mode", "custom_ca_bundle", "ec2_metadata_service_endpoint",
+            *_FLAT_ENDPOINTS, "role_arn", "session_name", "external_id", "assume_role_policy"), STRING),
+        **dict.fromkeys((
+            "encrypt", "use_lockfile", "skip_credentials_validation", "skip_region_validation",
+            "skip_metadata_api_check", "skip_requesting_account_id", "skip_s3_checksum", "force_path_style",
+            "use_path_style", "insecure", "use_fips_endpoint", "use_dualstack_endpoint"), BOOL),
+        **dict.fromkeys(("shared_credentials_files", "shared_config_files", "allowed_account_ids",
+                         "forbidden_account_ids", "assume_role_policy_arns", "assume_role_transitive_tag_keys"),
+                        LIST),
+        "max_retries": INTEGER,
+        "assume_role_duration_seconds": INTEGER,
+        "assume_role_tags": MAP,
+        "endpoints": SettingType(Kind.BLOCK, "endpoints { s3, dynamodb, iam, sts, sso }",
+                                 dict.fromkeys(sorted(_ENDPOINT_KEYS), STRING)),
+        "assume_role": SettingType(Kind.BLOCK, "assume_role { role_arn, ... }", {
+            **dict.fromkeys(("role_arn", "session_name", "external_id", "policy", "source_identity"), STRING),
+            "policy_arns": LIST, "transitive_tag_keys": LIST, "tags": MAP, "duration": DURATION}),
+        "assume_role_with_web_identity": SettingType(Kind.BLOCK, "assume_role_with_web_identity { role_arn, ... }", {
+            **dict.fromkeys(("role_arn", "session_name", "policy", "web_identity_token", "web_identity_token_file"),
+                            STRING),
+            "policy_arns": LIST, "duration": DURATION}),
+    }
     required = ("bucket", "key", "region")
     key_attribute = "key"
 
@@ -189,17 +212,6 @@ class S3Backend(Backend):
             problems.append(Problem("kms_key_id and sse_customer_key cannot both be set", "kms_key_id"))
         if values.get("kms_key_id") and values.get("encrypt") is not True:
             problems.append(Problem("kms_key_id is used only when encrypt = true", "kms_key_id"))
-        if values.get("assume_role") is not None and not isinstance(values["assume_role"], dict):
-            problems.append(Problem('assume_role must be a map like { role_arn = "arn:..." }', "assume_role"))
-        endpoints = values.get("endpoints")
-        if endpoints is not None:
-            if not isinstance(endpoints, dict):
-                problems.append(Problem("endpoints must be a map like { s3 = \"http://...\" }", "endpoints"))
-            else:
-                for name in endpoints:
-                    if name not in _ENDPOINT_KEYS:
-                        problems.append(Problem(f"unknown endpoint {name!r} (known: "
-                                                f"{', '.join(sorted(_ENDPOINT_KEYS))})", "endpoints"))
         norm = self.normalize(values)
         if not isinstance(norm.get("endpoints", {}), dict) or not isinstance(norm.get("assume_role", {}), dict):
             return problems
