@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Result, write_tree
+from strata.migrate.verify import verify
 from strata.run.display import PrefixedLines
 from strata.run.engine import Runner, RunOptions
 from strata.run.redact import REDACTED, Secrets, open_log
@@ -266,6 +267,26 @@ def test_the_terraform_output_fallback_logs_what_it_reveals_redacted(
     [log] = assert_private(runner.log_dir)
     text = log.read_text()
     assert '"db_password"' in text and REDACTED in text, text
+    assert_no_secret(str(log), text)
+
+
+def test_migration_verification_logs_are_private_and_redacted(
+        strata: Strata, tf_111: str, provider_mirror: dict[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A migration's verification refreshes app in a copy: terraform prints app's outputs, secrets in clear."""
+    repo = secret_repo(tmp_path / "repo")
+    env = {**provider_mirror, "STRATA_TERRAFORM": tf_111}
+    assert strata("apply", "db", "app", "--yes", "-q", cwd=repo, env=env).code == 0
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    ws = Workspace(cwd=repo)
+    state = next((repo / ".strata" / "state").rglob("app/terraform.tfstate")).read_bytes()
+    work = tmp_path / "verification"
+    verification = verify(ws.repository(), ws.terraform(), {"app": state}, work=work)
+    assert verification.ok(), verification.verdicts
+    [log] = assert_private(work / "logs")
+    text = log.read_text()
+    assert "connection" in text and REDACTED in text, text
     assert_no_secret(str(log), text)
 
 

@@ -23,17 +23,19 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 from strata import generate
+from strata.atomic import private_dir
 from strata.errors import ConfigError, StrataError
 from strata.model.loader import resolve_inputs
 from strata.model.repository import Repository
 from strata.model.stack import Stack
 from strata.run.engine import default_cli_config, last_error
 from strata.run.outputs import OutputReader, parse_outputs
+from strata.run.redact import Secrets, open_log
 from strata.terraform import commands as tf
 from strata.terraform.binary import TerraformBinary
 from strata.terraform.hclwrite import hcl_string
@@ -85,7 +87,8 @@ class _Verifier:
         self.progress = log
         self.group = ProcessGroup()
         self.providers = ProviderStore(repo.root, os.environ.get("TF_CLI_CONFIG_FILE") or default_cli_config())
-        self.real_outputs = OutputReader(repo.root)  # no fallback: it would run terraform in the real folder
+        self.secrets = Secrets()  # sensitive dependency outputs, redacted in the logs and verdicts
+        self.real_outputs = OutputReader(repo.root, secrets=self.secrets)  # no fallback: it would run terraform
         self.refreshed: dict[str, bytes] = {}
         self.checked: set[str] = set()
         self.modules: set[Path] = set()
@@ -126,7 +129,7 @@ class _Verifier:
         self.anchor = Path(os.path.commonpath([str(f) for f in folders]))
         if self.tree.exists():
             shutil.rmtree(self.tree)
-        (self.work / "logs").mkdir(exist_ok=True)
+        private_dir(self.work / "logs")
         env = dict(os.environ)
         for name in list(env):
             if name in _UNSAFE_ENV or name.startswith("TF_CLI_ARGS"):
@@ -164,9 +167,10 @@ class _Verifier:
 
     def _stack(self, stack: Stack, state: bytes) -> Verdict:
         log_path = self.work / "logs" / f"{stack.path.replace('/', '__') or 'root'}.log"
-        with log_path.open("w", encoding="utf-8") as log:
+        with open_log(log_path, self.secrets) as log:
             try:
-                return self._check(stack, state, log, log_path)
+                verdict = self._check(stack, state, log, log_path)
+                return replace(verdict, detail=self.secrets.redact(verdict.detail))
             except (StrataError, ConfigError) as exc:
                 log.write(f"strata: {exc}\n")
                 return Verdict(stack.path, False, (), str(exc), log_path)
@@ -240,6 +244,7 @@ class _Verifier:
                     return {}, (f'dependency "{dep.name}" ({dep.path}) is verified too but its refresh failed: '
                                 "its outputs are unknown")
                 outputs = parse_outputs(refreshed, target) if refreshed.strip() else None
+                self.secrets.add_outputs(outputs)
                 origin = "its verified copy"
             else:
                 outputs = self.real_outputs.outputs(target)
