@@ -184,8 +184,6 @@ class Runner:
             argv = tf.validate(binary)
         elif command == "plan":
             plan_file = self._plan_file(stack) if self.options.save_plans else None
-            if plan_file is not None:
-                _private_file(plan_file)
             argv = tf.plan(binary, out=str(plan_file) if plan_file else None, lock_timeout=timeout)
         elif command == "apply":
             argv = self._apply_argv(stack, inputs, data)
@@ -199,6 +197,8 @@ class Runner:
         if mutating:
             self._remember(stack, f"before {command}", log)
         done = self._terraform(stack, argv, cwd, env, log)
+        if command == "plan" and self.options.save_plans:
+            _private_file(self._plan_file(stack))
         if mutating and done.exit_code == 0:
             self._remember(stack, command, log)
         changes = tf.changes(done.output)
@@ -465,10 +465,10 @@ def _tf_vars(inputs: dict[str, Any]) -> dict[str, str]:
 
 
 def _private_file(path: Path) -> None:
-    """``path`` exists with mode 0600: terraform overwrites a saved plan in place, keeping its mode (a plan
-    holds every variable's value, secrets included)."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, SECRET))
-    os.chmod(path, SECRET)
+    """A saved plan holds every variable's value, secrets included: terraform creates it with the umask's
+    mode (inside strata's 0700 folder, so nobody else could read it meanwhile); make it 0600."""
+    if path.is_file():
+        os.chmod(path, SECRET)
 
 
 def _parse_created(text: str) -> datetime | None:
