@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
+import json
 from pathlib import Path
 from typing import Any
 
@@ -640,10 +640,9 @@ def test_the_parse_cache_is_reused_and_changed_files_are_parsed_again(
     monkeypatch.setattr(cache_module, "parse_text", counting_parse)
     first = load_tree(tmp_path, DEEP)
     assert sorted(parsed) == sorted(DEEP)
-    cache_file = tmp_path / ".strata" / "cache" / "parse.pickle"
+    cache_file = tmp_path / ".strata" / "cache" / "parse.json"
     assert cache_file.is_file()
-    with cache_file.open("rb") as handle:
-        assert len(pickle.load(handle)["entries"]) == len(DEEP)
+    assert len(json.loads(cache_file.read_text())["entries"]) == len(DEEP)
 
     parsed.clear()
     second = load(tmp_path, tmp_path)
@@ -667,7 +666,7 @@ def test_the_parse_cache_is_reused_and_changed_files_are_parsed_again(
 def test_a_corrupt_cache_is_ignored(tmp_path: Path) -> None:
     write_tree(tmp_path, DEEP)
     (tmp_path / ".strata" / "cache").mkdir(parents=True)
-    (tmp_path / ".strata" / "cache" / "parse.pickle").write_bytes(b"not a pickle")
+    (tmp_path / ".strata" / "cache" / "parse.json").write_bytes(b"not JSON")
     repo = load(tmp_path, tmp_path)
     assert repo.errors == []
     assert len(repo.stacks) == 2

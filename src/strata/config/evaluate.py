@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from strata.config import ast
 from strata.config.functions import FUNCTIONS, FunctionError, function_names, to_number, to_string, type_name
+from strata.config.limits import MAX_ITEMS, MAX_NESTING, MAX_NUMBER_BITS, MAX_STRING, max_file_size, shorten
 from strata.errors import ConfigError, Source, StaticConfigError
 
 
@@ -85,7 +86,10 @@ def _template(node: ast.Template, ctx: Context) -> Any:
             out.append(to_string(value, what))
         except FunctionError as exc:
             raise ctx.error(str(exc), part) from None
-    return "".join(out)
+    text = "".join(out)
+    if len(text) > MAX_STRING:
+        raise ctx.error(f"the string is too long ({len(text)} characters; the limit is {MAX_STRING})", node)
+    return text
 
 
 def _tuple(node: ast.TupleExpr, ctx: Context) -> Any:
@@ -128,11 +132,13 @@ def _step(value: Any, step: str | ast.Expr, path: str, node: ast.Expr, ctx: Cont
         if isinstance(value, dict):
             if step not in value:
                 known = ", ".join(sorted(value)) or "none"
-                raise ctx.error(f"{path} has no attribute {step!r} (it has: {known})", node)
+                raise ctx.error(f"{shorten(path)} has no attribute {shorten(step)!r} (it has: {shorten(known, 300)})",
+                                node)
             return value[step], f"{path}.{step}"
         if value is None:
-            raise ctx.error(f"cannot read attribute {step!r} of {path}: it is null", node)
-        raise ctx.error(f"cannot read attribute {step!r} of {path}: it is a {type_name(value)}", node)
+            raise ctx.error(f"cannot read attribute {shorten(step)!r} of {shorten(path)}: it is null", node)
+        raise ctx.error(f"cannot read attribute {shorten(step)!r} of {shorten(path)}: it is a {type_name(value)}",
+                        node)
     key = evaluate(step, ctx)
     return _index_value(value, key, path, node, ctx), f"{path}[{key!r}]"
 
@@ -141,17 +147,17 @@ def _index_value(value: Any, key: Any, path: str, node: ast.Expr, ctx: Context) 
     if isinstance(value, list):
         try:
             index = int(to_number(key, "index"))
-        except FunctionError as exc:
-            raise ctx.error(f"{path}: {exc}", node) from None
+        except (FunctionError, OverflowError, ValueError) as exc:
+            raise ctx.error(f"{shorten(path)}: {exc}", node) from None
         if not 0 <= index < len(value):
-            raise ctx.error(f"{path}[{index}]: index out of range (the list has {len(value)} elements)", node)
+            raise ctx.error(f"{shorten(path)}[{index}]: index out of range (the list has {len(value)} elements)", node)
         return value[index]
     if isinstance(value, dict):
         name = object_key(key, node, ctx)
         if name not in value:
-            raise ctx.error(f"{path} has no key {name!r}", node)
+            raise ctx.error(f"{shorten(path)} has no key {shorten(name)!r}", node)
         return value[name]
-    raise ctx.error(f"cannot index {path}: it is a {type_name(value)}", node)
+    raise ctx.error(f"cannot index {shorten(path)}: it is a {type_name(value)}", node)
 
 
 def _getattr(node: ast.GetAttr, ctx: Context) -> Any:
@@ -191,14 +197,43 @@ def _call(node: ast.Call, ctx: Context) -> Any:
     if fn is None:
         raise StaticConfigError(unknown_function_message(name), Source(ctx.file, node.line))
     try:
-        return fn(args)
+        result = fn(args)
     except FunctionError as exc:
         message = str(exc)
         if not message.startswith(f"{name}"):
             message = f"{name}(): {message}"
         raise ctx.error(message, node) from None
     except (TypeError, ValueError, OverflowError) as exc:
-        raise ctx.error(f"{name}(): {exc}", node) from None
+        raise ctx.error(f"{name}(): {shorten(str(exc), 200)}", node) from None
+    except RecursionError:
+        raise ctx.error(f"{name}(): the value is nested too deeply", node) from None
+    check_size(result, ctx, node, f"{name}()")
+    return result
+
+
+def check_size(value: Any, ctx: Context, node: ast.Expr, what: str = "the value") -> None:
+    """Refuse a value that is too big or too deeply nested for strata to handle (see limits)."""
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            raise ctx.error(f"{what} is too long ({len(value)} characters; the limit is {MAX_STRING})", node)
+        return
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > MAX_NUMBER_BITS:
+            raise ctx.error(f"{what}: the number is too large (more than {MAX_NUMBER_BITS} bits)", node)
+        return
+    if not isinstance(value, list | dict):
+        return
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    count = 0
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise ctx.error(f"{what} is nested too deeply (more than {MAX_NESTING} levels)", node)
+        children = item.values() if isinstance(item, dict) else item
+        count += len(children)
+        if count > MAX_ITEMS:
+            raise ctx.error(f"{what} is too big (more than {MAX_ITEMS} elements)", node)
+        pending.extend((c, depth + 1) for c in children if isinstance(c, list | dict))
 
 
 def unknown_function_message(name: str) -> str:
@@ -206,7 +241,7 @@ def unknown_function_message(name: str) -> str:
 
     close = difflib.get_close_matches(name, function_names(), n=1)
     hint = f"; did you mean {close[0]}()?" if close else ""
-    return f"unknown function {name}(){hint} (see the function list in the README)"
+    return f"unknown function {shorten(name)}(){hint} (see the function list in the README)"
 
 
 def _try_can(node: ast.Call, ctx: Context) -> Any:
@@ -236,13 +271,16 @@ def _file(name: str, args: list[Any], node: ast.Call, ctx: Context) -> Any:
     ctx.reads.add(path)
     if name == "fileexists":
         return os.path.isfile(path)
+    from strata.config.discover import read_config
+
+    limit = min(max_file_size(), MAX_STRING)
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise ctx.error(f"file(): cannot read {rel!r}: {exc.strerror}", node) from None
+        return read_config(path, rel, limit).decode("utf-8")
+    except ConfigError as exc:
+        reason = exc.message.removeprefix("cannot read: ")
+        raise ctx.error(f"file(): cannot read {shorten(rel)!r}: {reason}", node) from None
     except UnicodeDecodeError:
-        raise ctx.error(f"file(): {rel!r} is not UTF-8 text", node) from None
+        raise ctx.error(f"file(): {shorten(rel)!r} is not UTF-8 text", node) from None
 
 
 def _unary(node: ast.Unary, ctx: Context) -> Any:
@@ -293,7 +331,9 @@ def _binary(node: ast.Binary, ctx: Context) -> Any:
         raise ctx.error("division by zero", node)
     result = _ARITH[op](a, b)
     if isinstance(result, float) and result.is_integer() and op != "/":
-        return int(result)
+        result = int(result)
+    if isinstance(result, int) and result.bit_length() > MAX_NUMBER_BITS:
+        raise ctx.error(f"the result of {op} is too large (more than {MAX_NUMBER_BITS} bits)", node)
     return result
 
 
@@ -339,7 +379,7 @@ def _for(node: ast.ForExpr, ctx: Context) -> Any:
         if node.grouping:
             object_out.setdefault(out_key, []).append(out_value)
         elif out_key in object_out:
-            raise ctx.error(f"duplicate key {out_key!r} in for expression (add ... to group values)", node)
+            raise ctx.error(f"duplicate key {shorten(out_key)!r} in for expression (add ... to group values)", node)
         else:
             object_out[out_key] = out_value
     return tuple_out if node.key is None else object_out

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from strata.config import ast
+from strata.config.limits import shorten
 from strata.errors import ConfigError, Source
 
 DIMENSIONS = ("cloud", "account_id", "environment", "region", "layer", "client")
@@ -72,9 +73,9 @@ class ConfigFile:
 
 
 def _unknown(kind: str, name: str, known: frozenset[str], where: str) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1)
+    close = difflib.get_close_matches(name, sorted(known), n=1) if len(name) < 200 else []
     hint = f"; did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(sorted(known))})"
-    return f"unknown {kind} {name!r} in {where}{hint}"
+    return f"unknown {kind} {shorten(name)!r} in {where}{hint}"
 
 
 def decode(body: ast.Body, directory: str, display: str, absdir: str) -> tuple[ConfigFile, list[ConfigError]]:
@@ -102,7 +103,7 @@ def decode(body: ast.Body, directory: str, display: str, absdir: str) -> tuple[C
             if block.labels:
                 err("a locals block takes no labels", block.line)
             for b in block.body.blocks:
-                err(f"blocks are not allowed inside locals (found {b.type!r})", b.line)
+                err(f"blocks are not allowed inside locals (found {shorten(b.type)!r})", b.line)
             for attr in block.body.attributes:
                 if attr.name in cfg.locals:
                     err(f"local {attr.name!r} is defined twice in this file "
@@ -116,8 +117,8 @@ def decode(body: ast.Body, directory: str, display: str, absdir: str) -> tuple[C
                 err(f"a second backend block in this file (the first is at line {cfg.backend.line})", block.line)
                 continue
             for b in block.body.blocks:
-                err(f"nested blocks are not supported in a backend block ({b.type!r}); "
-                    f"write it as an attribute: {b.type} = {{ ... }}", b.line)
+                err(f"nested blocks are not supported in a backend block ({shorten(b.type)!r}); "
+                    f"write it as an attribute: {shorten(b.type)} = {{ ... }}", b.line)
             cfg.backend = BackendDecl(block.labels[0], {a.name: a for a in block.body.attributes}, block.line)
         elif kind == "bootstrap":
             if block.labels:
@@ -144,14 +145,14 @@ def decode(body: ast.Body, directory: str, display: str, absdir: str) -> tuple[C
                 continue
             name = block.labels[0]
             if name in dependency_lines:
-                err(f"dependency {name!r} is declared twice in this file (first at line "
+                err(f"dependency {shorten(name)!r} is declared twice in this file (first at line "
                     f"{dependency_lines[name]})", block.line)
                 continue
             dependency_lines[name] = block.line
-            _check_names(block, DEPENDENCY_ATTRIBUTES, f"dependency {name!r}", err)
+            _check_names(block, DEPENDENCY_ATTRIBUTES, f"dependency {shorten(name)!r}", err)
             attrs = {a.name: a for a in block.body.attributes}
             if "path" not in attrs:
-                err(f"dependency {name!r} needs a path to the stack it depends on", block.line)
+                err(f"dependency {shorten(name)!r} needs a path to the stack it depends on", block.line)
             cfg.dependencies.append(DependencyDecl(
                 name,
                 attrs["path"].expr if "path" in attrs else None,
@@ -177,4 +178,4 @@ def _check_names(block: ast.Block, allowed: frozenset[str], where: str,
         if attr.name not in allowed:
             report(_unknown("attribute", attr.name, allowed, where), attr.line)
     for b in block.body.blocks:
-        report(f"blocks are not allowed in {where} (found {b.type!r})", b.line)
+        report(f"blocks are not allowed in {where} (found {shorten(b.type)!r})", b.line)

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from strata.config.limits import MAX_FORMAT_WIDTH
 from strata.errors import FunctionError as FunctionError
 
 
@@ -119,6 +120,10 @@ def _format(args: list[Any]) -> str:
         value = values[position]
         position += 1
         flags, width, prec = m.group("flags"), m.group("width") or "", m.group("prec")
+        for number in (width, prec):
+            if number and (len(number) > 6 or int(number) > MAX_FORMAT_WIDTH):
+                raise FunctionError(f"format: {m.group(0)[:20]!r}: widths and precisions above "
+                                    f"{MAX_FORMAT_WIDTH} are not supported")
         py_prec = f".{prec}" if prec is not None else ""
         if verb in "sv":
             text = (_json(value) if isinstance(value, list | dict)
@@ -426,9 +431,18 @@ def _cidrnetmask(args: list[Any]) -> str:
 def _jsondecode(args: list[Any]) -> Any:
     _arity("jsondecode", args, 1)
     try:
-        return json.loads(to_string(args[0]))
+        value = json.loads(to_string(args[0]))
     except json.JSONDecodeError as exc:
         raise FunctionError(f"jsondecode: invalid JSON: {exc}") from None
+    except RecursionError:
+        raise FunctionError("jsondecode: the JSON is nested too deeply") from None
+    if "\\u" in args[0]:
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise FunctionError("jsondecode: a \\u escape in the JSON is half of a surrogate pair, "
+                                "not a character") from None
+    return value
 
 
 def _tobool(args: list[Any]) -> bool | None:

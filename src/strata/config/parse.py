@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from strata.config import ast
+from strata.config.limits import MAX_NESTING, MAX_NUMBER_BITS, shorten
 from strata.errors import ConfigError, Source
 
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
@@ -28,18 +29,31 @@ def _lark_parser() -> Any:
     """python-hcl2's grammar and post-lexer, without position propagation.
 
     Positions on every tree node cost about 40% of the parse time; the tokens keep their lines,
-    which is all strata needs (a node's line is the line of its first token).
+    which is all strata needs (a node's line is the line of its first token). One change to the
+    grammar: a run of blank lines is one token, not one per line (a megabyte of blank lines took
+    seconds); the lines of the tokens after it are still counted.
     """
+    from pathlib import Path
+
     import hcl2.parser
     from hcl2.postlexer import PostLexer
     from lark import Lark
 
-    return Lark.open("hcl2.lark", rel_to=hcl2.parser.__file__, parser="lalr", propagate_positions=False,
-                     postlex=PostLexer(), cache=True)
+    grammar_file = Path(hcl2.parser.__file__).parent / "hcl2.lark"
+    grammar = grammar_file.read_text(encoding="utf-8")
+    one_newline = "NL_OR_COMMENT: /\\n[ \\t]*/ |"
+    if one_newline in grammar:
+        grammar = grammar.replace(one_newline, "NL_OR_COMMENT: /\\n(?:[ \\t\\r]*\\n)*[ \\t]*/ |", 1)
+    return Lark(grammar, parser="lalr", propagate_positions=False, postlex=PostLexer(), cache=True,
+                import_paths=[str(grammar_file.parent)])
 
 
-def parse_text(text: str, file: str) -> ast.Body:
-    """Parse the HCL ``text`` of ``file`` (used in messages) into a :class:`ast.Body`."""
+def parse_text(text: str, file: str, depth: int = 0) -> ast.Body:
+    """Parse the HCL ``text`` of ``file`` (used in messages) into a :class:`ast.Body`.
+
+    ``depth`` is the nesting the text starts at (a heredoc's interpolation); an expression nested
+    more than :data:`~strata.config.limits.MAX_NESTING` levels is an error at its line.
+    """
     from lark.exceptions import UnexpectedInput
 
     if not text.endswith("\n"):
@@ -51,7 +65,17 @@ def parse_text(text: str, file: str) -> ast.Body:
         if located is not None:
             raise ConfigError(f"syntax error: {located[1]}", Source(file, located[0])) from None
         raise ConfigError(_syntax_message(exc, text), Source(file, exc.line if exc.line > 0 else 1)) from None
-    return _Converter(file, text).body(tree.children[0])
+    except RecursionError:
+        raise ConfigError(_too_deep(), Source(file, 1)) from None
+    converter = _Converter(file, text, depth=depth)
+    try:
+        return converter.body(tree.children[0])
+    except RecursionError:  # the depth is counted, so this is only a safety net
+        raise ConfigError(_too_deep(), Source(file, converter.last_line or 1)) from None
+
+
+def _too_deep() -> str:
+    return f"expressions are nested too deeply (more than {MAX_NESTING} levels)"
 
 
 def _syntax_message(exc: Any, text: str) -> str:
@@ -59,7 +83,7 @@ def _syntax_message(exc: Any, text: str) -> str:
 
     if isinstance(exc, UnexpectedToken):
         token = exc.token
-        found = "end of file" if token.type == "$END" else repr(str(token).strip() or str(token))
+        found = "end of file" if token.type == "$END" else repr(shorten(str(token).strip() or str(token)))
         names = {e for e in exc.expected if not e.startswith("__")}
         hint = ""
         if names and names <= _TOKEN_WORDS.keys() and len(names) <= 6:
@@ -73,9 +97,10 @@ def _syntax_message(exc: Any, text: str) -> str:
         return f"syntax error: unexpected character {exc.char!r}"
     if isinstance(exc, UnexpectedEOF):
         return "syntax error: unexpected end of file (is a block or bracket not closed?)"
-    return f"syntax error: {exc}"
+    return f"syntax error: {shorten(str(exc), 200)}"
 
 
+_TEMPLATE_SIGN = re.compile(r"\$\$\{|%%\{|\$\{|%\{")
 _CLOSERS = {"{": "}", "[": "]", "(": ")", "${": "}"}
 _HEREDOC_START = re.compile(r"<<-?([A-Za-z][A-Za-z0-9._-]*)[ \t]*\r?\n")
 
@@ -150,16 +175,27 @@ def _locate_unbalanced(text: str) -> tuple[int, str] | None:
 
 
 def _unescape(raw: str) -> str:
+    """Resolve the escapes of a quoted string; ValueError names an escape that is not a character."""
     if "\\" not in raw:
         return raw
 
     def sub(m: re.Match[str]) -> str:
         code = m.group(1)
         if code[0] in "uU" and len(code) > 1:
-            return chr(int(code[1:], 16))
+            number = int(code[1:], 16)
+            if number > 0x10FFFF:
+                raise ValueError(f"\\{code} is not a Unicode character (the largest is \\U0010FFFF)")
+            return chr(number)
         return _ESCAPES.get(code, "\\" + code)
 
-    return _ESCAPE_RE.sub(sub, raw)
+    text = _ESCAPE_RE.sub(sub, raw)
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        try:  # a surrogate pair written as two escapes is one character
+            text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        except UnicodeDecodeError:
+            raise ValueError("a \\u escape (\\uD800 to \\uDFFF) is half of a surrogate pair, not a "
+                             "character; write the character itself or its \\U escape") from None
+    return text
 
 
 def _is_tree(node: Any) -> bool:
@@ -169,10 +205,12 @@ def _is_tree(node: Any) -> bool:
 class _Converter:
     """Turns a Lark tree from python-hcl2's grammar into strata ast nodes."""
 
-    def __init__(self, file: str, text: str, line_offset: int = 0) -> None:
+    def __init__(self, file: str, text: str, line_offset: int = 0, depth: int = 0) -> None:
         self.file = file
         self.text = text
         self.line_offset = line_offset
+        self.depth = depth  # expressions and blocks open around the node being converted
+        self.last_line = 0
 
     def error(self, message: str, line: int) -> ConfigError:
         return ConfigError(message, Source(self.file, line))
@@ -183,7 +221,9 @@ class _Converter:
             if not node.children:
                 return 0
             node = node.children[0]
-        return int(getattr(node, "line", 0) or 0) + self.line_offset
+        line = int(getattr(node, "line", 0) or 0) + self.line_offset
+        self.last_line = line or self.last_line
+        return line
 
     # -- structure ---------------------------------------------------------------------------------
 
@@ -209,6 +249,15 @@ class _Converter:
         return ast.Body(attributes, blocks)
 
     def block(self, tree: Any) -> ast.Block:
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise self.error(f"blocks are nested too deeply (more than {MAX_NESTING} levels)", self.line(tree))
+            return self._block(tree)
+        finally:
+            self.depth -= 1
+
+    def _block(self, tree: Any) -> ast.Block:
         kids = [c for c in tree.children if _is_tree(c) and c.data != "new_line_or_comment"]
         block_type = self.name(kids[0])
         labels: list[str] = []
@@ -235,7 +284,13 @@ class _Converter:
         method = getattr(self, "x_" + str(tree.data), None)
         if method is None:
             raise self.error(f"unsupported expression ({tree.data})", self.line(tree))
-        result: ast.Expr = method(tree)
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise self.error(_too_deep(), self.line(tree))
+            result: ast.Expr = method(tree)
+        finally:
+            self.depth -= 1
         return result
 
     def exprs(self, tree: Any) -> list[ast.Expr]:
@@ -248,7 +303,14 @@ class _Converter:
         return self.expr(kids[0])
 
     def x_int_lit(self, tree: Any) -> ast.Expr:
-        return ast.Literal(int(str(tree.children[0])), self.line(tree))
+        return ast.Literal(self.integer(tree.children[0], tree), self.line(tree))
+
+    def integer(self, token: Any, tree: Any) -> int:
+        digits = str(token)
+        if len(digits) > 310 or int(digits).bit_length() > MAX_NUMBER_BITS:
+            raise self.error(f"the number {shorten(digits, 20)} is too large (more than {MAX_NUMBER_BITS} bits)",
+                             self.line(tree))
+        return int(digits)
 
     def x_float_lit(self, tree: Any) -> ast.Expr:
         value = float(str(tree.children[0]))
@@ -288,7 +350,10 @@ class _Converter:
                     if item.type == "ESCAPED_INTERPOLATION" or item.type == "ESCAPED_DIRECTIVE":
                         text = text[1:]
                     else:
-                        text = _unescape(text)
+                        try:
+                            text = _unescape(text)
+                        except ValueError as exc:
+                            raise self.error(str(exc), self.line(tree)) from None
                     if parts and isinstance(parts[-1], str):
                         parts[-1] += text
                     else:
@@ -314,39 +379,54 @@ class _Converter:
         return self.template_text(content, self.line(tree) + 1)
 
     def template_text(self, content: str, line: int) -> ast.Expr:
-        """Parse a heredoc body: literal text with ``${ expr }`` interpolations."""
+        """Parse a heredoc body: literal text with ``${ expr }`` interpolations.
+
+        Literal text is copied in slices between the ``$`` and ``%`` signs, so the time is linear
+        in the size of the heredoc.
+        """
         parts: list[str | ast.Expr] = []
+        literal: list[str] = []
         pos = 0
-        literal = ""
-        while pos < len(content):
-            if content.startswith("$${", pos) or content.startswith("%%{", pos):
-                literal += content[pos + 1:pos + 3]
-                pos += 3
-            elif content.startswith("%{", pos):
-                raise self.error("template directives (%{ ... }) are not supported in strata.hcl",
-                                 line + content.count("\n", 0, pos))
-            elif content.startswith("${", pos):
-                end = _matching_brace(content, pos + 2)
-                if end < 0:
-                    raise self.error("unclosed ${ in heredoc", line + content.count("\n", 0, pos))
-                if literal:
-                    parts.append(literal)
-                    literal = ""
-                expr_line = line + content.count("\n", 0, pos)
-                parts.append(self.sub_expression(content[pos + 2:end], expr_line))
-                pos = end + 1
+        counted, lines = 0, line  # lines: the line number at offset ``counted``
+
+        def line_at(offset: int) -> int:
+            nonlocal counted, lines
+            lines += content.count("\n", counted, offset)
+            counted = offset
+            return lines
+
+        for m in _TEMPLATE_SIGN.finditer(content):
+            start = m.start()
+            if start < pos:
+                continue  # inside an interpolation already consumed
+            literal.append(content[pos:start])
+            sign = m.group(0)
+            if sign in ("$${", "%%{"):
+                literal.append(sign[1:])
+                pos = start + 3
+            elif sign == "%{":
+                raise self.error("template directives (%{ ... }) are not supported in strata.hcl", line_at(start))
             else:
-                literal += content[pos]
-                pos += 1
-        if literal:
-            parts.append(literal)
+                end = _matching_brace(content, start + 2)
+                if end < 0:
+                    raise self.error("unclosed ${ in heredoc", line_at(start))
+                text = "".join(literal)
+                if text:
+                    parts.append(text)
+                literal = []
+                parts.append(self.sub_expression(content[start + 2:end], line_at(start)))
+                pos = end + 1
+        literal.append(content[pos:])
+        text = "".join(literal)
+        if text:
+            parts.append(text)
         return _template(parts, line)
 
     def sub_expression(self, text: str, line: int) -> ast.Expr:
         if not text.strip():
             raise self.error("empty interpolation", line)
         try:
-            body = parse_text(f"_ = {text.strip()}\n", self.file)
+            body = parse_text(f"_ = {text.strip()}\n", self.file, self.depth + 1)
         except ConfigError as exc:
             raise self.error(exc.message, line) from None
         expr = body.attributes[0].expr
@@ -408,7 +488,7 @@ class _Converter:
         if tree.data == "get_attr":
             return self.name(tree.children[1])
         if tree.data == "short_index":
-            return ast.Literal(int(str(tree.children[1])), self.line(tree))
+            return ast.Literal(self.integer(tree.children[1], tree), self.line(tree))
         # braces_index
         return self.exprs(tree)[0]
 

@@ -8,6 +8,7 @@ from typing import Any
 from strata.config import ast
 from strata.config.evaluate import Context, evaluate
 from strata.config.files import ConfigFile
+from strata.config.limits import shorten
 from strata.errors import ConfigError, Source
 
 DEFAULT_ENVIRONMENT_NAMES = (
@@ -33,7 +34,7 @@ class Settings:
 
 class _ConstantScope:
     def root(self, name: str, node: ast.Traversal, ctx: Context) -> Any:
-        raise ctx.error(f"settings in the strata block must be constant values; {node.text()} is not", node)
+        raise ctx.error(f"settings in the strata block must be constant values; {shorten(node.text())} is not", node)
 
 
 def _strings(value: Any, name: str) -> tuple[str, ...]:

@@ -15,13 +15,14 @@ from typing import Any
 
 from strata.backends import BACKEND_TYPES, get_backend
 from strata.config import ast
-from strata.config.cache import ParseCache
-from strata.config.discover import CONFIG_NAME, ancestors, config_dirs
-from strata.config.evaluate import Context, Lazy, evaluate, object_key
+from strata.config.cache import CACHE_NAME, ParseCache
+from strata.config.discover import CONFIG_NAME, ancestors, config_dirs, read_config
+from strata.config.evaluate import Context, Lazy, check_size, evaluate, object_key
 from strata.config.files import ConfigFile, DependencyDecl, decode
 from strata.config.functions import FunctionError, to_string, type_name
+from strata.config.limits import MAX_LOCAL_CHAIN, max_file_size, shorten
 from strata.config.settings import Settings, load_settings
-from strata.errors import ConfigError, Diagnostic, Source, StaticConfigError
+from strata.errors import ConfigError, Source, StaticConfigError
 from strata.model import dimensions as dims
 from strata.model.repository import Repository
 from strata.model.stack import BackendConfig, Deferred, Dependency, Setting, Stack
@@ -39,23 +40,26 @@ def load(root: Path, cwd: Path | None = None, use_cache: bool = True) -> Reposit
     repo = Repository(root=root, cwd=cwd, settings=Settings())
 
     directories = config_dirs(root)
+    limit = max_file_size()
+    displays: list[str] = []
     contents: list[tuple[str, bytes]] = []
-    for directory in directories:
+    unreadable: dict[int, ConfigError] = {}
+    for i, directory in enumerate(directories):
         rel = f"{directory}/{CONFIG_NAME}" if directory else CONFIG_NAME
-        path = root / rel
+        displays.append(repo.display(rel))
         try:
-            contents.append((repo.display(rel), path.read_bytes()))
-        except OSError as exc:
-            contents.append((repo.display(rel), b""))
-            repo.add(Diagnostic("error", f"cannot read: {exc.strerror}", Source(repo.display(rel))))
+            contents.append((displays[-1], read_config(root / rel, displays[-1], limit)))
+        except ConfigError as exc:
+            unreadable[i] = exc  # like a syntax error: the stacks below it are not evaluated
 
-    cache = ParseCache(root / ".strata" / "cache" / "parse.pickle" if use_cache else None)
-    parsed = cache.parse_all(contents)
+    cache = ParseCache(root / ".strata" / "cache" / CACHE_NAME if use_cache else None)
+    readable = iter(cache.parse_all(contents))
     cache.save()
+    parsed = [unreadable[i] if i in unreadable else next(readable) for i in range(len(directories))]
 
     configs: dict[str, ConfigFile] = {}
     broken: set[str] = set()
-    for directory, (display, _), result in zip(directories, contents, parsed, strict=True):
+    for directory, display, result in zip(directories, displays, parsed, strict=True):
         if isinstance(result, ConfigError):
             repo.add(result.diagnostic())
             broken.add(directory)
@@ -92,6 +96,7 @@ class _Locals(Lazy):
     def __init__(self, builder: _StackBuilder) -> None:
         self.b = builder
         self.values: dict[str, Any] = {}
+        self.failed: dict[str, ConfigError] = {}  # evaluated once: a long chain is not walked again per local
         self.active: list[str] = []
 
     def names(self) -> list[str]:
@@ -100,16 +105,31 @@ class _Locals(Lazy):
     def get(self, name: str, node: ast.Expr, ctx: Context) -> Any:
         if name in self.values:
             return self.values[name]
+        if name in self.failed:
+            raise self.failed[name]
         if name not in self.b.local_defs:
             known = ", ".join(sorted(self.b.local_defs)) or "none are defined"
-            raise ctx.error(f"unknown local.{name} for stack {self.b.path or '.'} (locals: {known})", node)
+            raise ctx.error(f"unknown local.{shorten(name)} for stack {self.b.path or '.'} "
+                            f"(locals: {shorten(known, 300)})", node)
         if name in self.active:
             chain = " -> ".join(f"local.{n}" for n in [*self.active[self.active.index(name):], name])
             raise ctx.error(f"local.{name} depends on itself: {chain}", node)
         attr, cfg = self.b.local_defs[name]
+        if len(self.active) >= MAX_LOCAL_CHAIN:
+            raise ctx.error(f"local.{name}: locals read other locals more than {MAX_LOCAL_CHAIN} levels deep "
+                            f"(local.{self.active[0]} -> ... -> local.{name})", node)
         self.active.append(name)
         try:
             value = evaluate(attr.expr, self.b.context(cfg))
+            check_size(value, self.b.context(cfg), attr.expr, f"local.{name}")
+        except RecursionError:
+            # the nesting of each expression is bounded when it is parsed; their sum may still be too deep
+            self.failed[name] = ConfigError(f"local.{name} is nested too deeply (locals within locals within ...)",
+                                            cfg.source(attr.line))
+            raise self.failed[name] from None
+        except ConfigError as exc:
+            self.failed[name] = exc
+            raise
         finally:
             self.active.pop()
         self.values[name] = value
@@ -129,7 +149,7 @@ class _StackContext(Lazy):
         if name == "stack":
             return _StackInfo(self.b)
         if name not in dims.DIMENSION_NAMES:
-            raise ctx.error(f"unknown strata.{name} (available: {', '.join(CONTEXT_NAMES)})", node)
+            raise ctx.error(f"unknown strata.{shorten(name)} (available: {', '.join(CONTEXT_NAMES)})", node)
         return self.b.dimension(name, node, ctx).value
 
 
@@ -147,7 +167,7 @@ class _StackInfo(Lazy):
             return self.b.stack_name(ctx)
         if name == "state_key":
             return self.b.state_key(node, ctx)
-        raise ctx.error(f"unknown strata.stack.{name} (available: {', '.join(STACK_CONTEXT)})", node)
+        raise ctx.error(f"unknown strata.stack.{shorten(name)} (available: {', '.join(STACK_CONTEXT)})", node)
 
 
 class _StackBuilder:
@@ -177,6 +197,7 @@ class _StackBuilder:
                          if self.settings.infer_dimensions else {})
         self.backend_type = next((c.backend.type for c in reversed(chain) if c.backend), None)
         self._name: str | None = None
+        self._naming = False  # the stack name is being evaluated: strata.stack.name would read itself
         self._state_key: str | None = None
         self.dependency_outputs: dict[str, dict[str, Any]] | None = None
 
@@ -197,7 +218,7 @@ class _StackBuilder:
             hint = "; strata.hcl has no variables: use local.<name> or set inputs"
         elif name in dims.DIMENSION_NAMES:
             hint = f"; did you mean strata.{name}?"
-        raise StaticConfigError(f"unknown reference {node.text()!r}{hint} (use local.*, strata.* or "
+        raise StaticConfigError(f"unknown reference {shorten(node.text())!r}{hint} (use local.*, strata.* or "
                                 f"dependency.<name>.outputs.*)", Source(ctx.file, node.line))
 
     def context(self, cfg: ConfigFile) -> Context:
@@ -238,7 +259,14 @@ class _StackBuilder:
         if self._name is None:
             attr = self.own.stack.attributes.get("name") if self.own.stack else None
             if attr is not None:
-                value = evaluate(attr.expr, self.context(self.own))
+                if self._naming:
+                    raise ConfigError("the stack name depends on itself (strata.stack.name)",
+                                      self.own.source(attr.line))
+                self._naming = True
+                try:
+                    value = evaluate(attr.expr, self.context(self.own))
+                finally:
+                    self._naming = False
                 if not isinstance(value, str):
                     raise ConfigError(f"stack name must be a string, got {type_name(value)}",
                                       self.own.source(attr.line))
@@ -260,7 +288,12 @@ class _StackBuilder:
         try:
             return fn(*args)
         except ConfigError as exc:
-            self.errors.append(exc)
+            if not any(exc is seen for seen in self.errors):  # a failed local is raised to every reader
+                self.errors.append(exc)
+            return FAILED
+        except RecursionError:  # a safety net: nesting is bounded where it is written
+            self.errors.append(ConfigError("the configuration of this stack is nested too deeply",
+                                           self.own.source(self.own.stack.line if self.own.stack else 0)))
             return FAILED
 
     def build(self) -> tuple[Stack, list[ConfigError]]:
@@ -275,7 +308,7 @@ class _StackBuilder:
             attr = own.stack.attributes.get("name")
             reason = dims.unsafe_name_reason(name) if attr is not None else None
             if attr is not None and reason:
-                self.errors.append(ConfigError(f"stack name {name!r} is not safe in state paths: {reason}",
+                self.errors.append(ConfigError(f"stack name {shorten(name)!r} is not safe in state paths: {reason}",
                                                own.source(attr.line)))
         self.attempt(self._describe, stack)
         for dim in dims.DIMENSION_NAMES:
@@ -285,7 +318,7 @@ class _StackBuilder:
                 reason = dims.unsafe_name_reason(setting.value)
                 if reason:
                     self.errors.append(ConfigError(
-                        f"{dim} {setting.value!r} is not safe in state paths and backend names: {reason}",
+                        f"{dim} {shorten(str(setting.value))!r} is not safe in state paths and backend names: {reason}",
                         setting.source if setting.source.file else own.source(own.stack.line)))
         for local_name in self.local_defs:
             attr, cfg = self.local_defs[local_name]
@@ -336,14 +369,14 @@ class _StackBuilder:
             self.errors.append(ConfigError(str(exc), cfg.source(line)))
             return None
         if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
-            self.errors.append(ConfigError(f"{what} {rel!r} must be relative to the folder of this strata.hcl",
+            self.errors.append(ConfigError(f"{what} {shorten(rel)!r} must be relative to the folder of this strata.hcl",
                                            cfg.source(line)))
             return None
         joined = posixpath.normpath(posixpath.join(cfg.directory or ".", rel))
         if joined == ".":
             return ""
         if joined.startswith("../") or joined == "..":
-            self.errors.append(ConfigError(f"{what} {rel!r} leads outside the repository", cfg.source(line)))
+            self.errors.append(ConfigError(f"{what} {shorten(rel)!r} leads outside the repository", cfg.source(line)))
             return None
         return joined
 
@@ -420,7 +453,7 @@ class _StackBuilder:
 
                 close = difflib.get_close_matches(name, sorted(backend.attributes), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                self.errors.append(ConfigError(f'unknown setting {name!r} for backend "{backend_type}"{hint}',
+                self.errors.append(ConfigError(f'unknown setting {shorten(name)!r} for backend "{backend_type}"{hint}',
                                                cfg.source(attr.line)))
                 continue
             value = self.attempt(evaluate, attr.expr, self.context(cfg))
@@ -485,7 +518,7 @@ class _StackBuilder:
         if _VARIABLE_NAME.match(key):
             return True
         self.errors.append(ConfigError(
-            f"input {key!r} is not a valid Terraform variable name (letters, digits, _ and -, "
+            f"input {shorten(key)!r} is not a valid Terraform variable name (letters, digits, _ and -, "
             "not starting with a digit)", cfg.source(line)))
         return False
 
@@ -508,12 +541,12 @@ class _StackBuilder:
             steps = ref.steps
             if len(steps) < 2 or not isinstance(steps[0], str) or steps[1] != "outputs":
                 self.errors.append(ConfigError(
-                    f"{ref.text()}: read outputs as dependency.<name>.outputs.<output>", cfg.source(ref.line)))
+                    f"{shorten(ref.text())}: read outputs as dependency.<name>.outputs.<output>", cfg.source(ref.line)))
                 return None
             if steps[0] not in declared:
                 known = ", ".join(sorted(declared)) or "none are declared"
                 self.errors.append(ConfigError(
-                    f"unknown dependency {steps[0]!r} in {ref.text()} (dependencies: {known})",
+                    f"unknown dependency {shorten(steps[0])!r} in {shorten(ref.text())} (dependencies: {known})",
                     cfg.source(ref.line)))
                 return None
             declared[steps[0]].used = True

@@ -48,9 +48,9 @@ def find_binary(configured: str, cache_dir: Path | None) -> TerraformBinary:
     key = f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
     cache_file = cache_dir / "binaries.json" if cache_dir else None
     cached = _read_cache(cache_file)
-    if key in cached:
-        version_text, flavor = cached[key]
-        return TerraformBinary(path, parse_version(version_text), flavor)
+    known = _cached_version(cached.get(key))
+    if known is not None:
+        return TerraformBinary(path, *known)
     version, flavor = _ask_version(path)
     cached[key] = [format_version(version), flavor]
     _write_cache(cache_file, cached)
@@ -74,18 +74,32 @@ def _ask_version(path: str) -> tuple[Version, str]:
     if "opentofu" in proc.stdout.lower():
         flavor = "tofu"
     try:
-        return parse_version(text), flavor
+        return parse_version(str(text)), flavor
     except ValueError:
         raise StrataError(f"{path} did not report a version (exit {proc.returncode}): "
                           f"{(proc.stderr or proc.stdout).strip()[:200]}") from None
 
 
+def _cached_version(entry: object) -> tuple[Version, str] | None:
+    """A cache entry ``[version, flavor]``; anything else (a damaged or edited file) means ask again."""
+    if not isinstance(entry, list) or len(entry) != 2 or not all(isinstance(x, str) for x in entry):
+        return None
+    if entry[1] not in ("terraform", "tofu"):
+        return None
+    try:
+        return parse_version(entry[0]), entry[1]
+    except (ValueError, TypeError, IndexError):
+        return None
+
+
 def _read_cache(path: Path | None) -> dict[str, list[str]]:
     if path is None:
         return {}
+    from strata.config.discover import read_config
+
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = json.loads(read_config(path, str(path), 1024 * 1024))
+    except (StrataError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
