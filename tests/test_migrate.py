@@ -1023,19 +1023,27 @@ def processes_in(folder: Path) -> list[int]:
 def settle(repo: Path) -> None:
     """Wait for the terraform processes the killed strata had started to end by themselves. A terraform killed
     with its parent (its output pipe broke) leaves its provider plugin behind, orphaned and waiting forever:
-    those, started by this test's strata, are ended by their pid."""
-    deadline = time.monotonic() + 60
+    a plugin whose terraform is gone (its parent is no longer a process in the repository), started by this
+    test's strata, is ended by its pid."""
+    deadline = time.monotonic() + 60  # a safety net, not a synchronisation
     while time.monotonic() < deadline:
         running = processes_in(repo)
         if not running:
             return
-        commands = {pid: _cmdline(pid) for pid in running}
-        if all("terraform-provider-" in cmd for cmd in commands.values()) and time.monotonic() > deadline - 58:
-            for pid in running:
+        for pid in running:
+            if "terraform-provider-" in _cmdline(pid) and _parent(pid) not in running:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
     raise AssertionError(f"processes still running in {repo}: {processes_in(repo)}")
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the fields after "(comm)": state, ppid, ...
 
 
 def _cmdline(pid: int) -> str:
