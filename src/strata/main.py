@@ -183,6 +183,12 @@ def run_options(fn: F) -> F:
     return fn
 
 
+ignore_errored_state_option = click.option(
+    "--ignore-errored-state", is_flag=True,
+    help="Run even where terraform left a state it could not save (errored.tfstate); by default such a stack "
+         "is refused until `strata state push` has saved it.")
+
+
 def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None = None, **extra: Any) -> int:
     from strata.commands import run
     from strata.run.engine import RunOptions
@@ -193,6 +199,7 @@ def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None =
         command=command, parallelism=kwargs.pop("parallelism") or os.cpu_count() or 1, args=args or [],
         fail_fast=kwargs.pop("fail_fast"), lock_timeout=kwargs.pop("lock_timeout"),
         save_plans=extra.pop("save_plans", False), saved_plans=extra.pop("saved_plans", False),
+        ignore_errored_state=kwargs.pop("ignore_errored_state", False),
     )
     return run.run(ws, _selection(kwargs), options, include_dependencies=kwargs.pop("include_dependencies"),
                    include_dependents=kwargs.pop("include_dependents"), json_report=kwargs.pop("json_report"),
@@ -202,6 +209,7 @@ def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None =
 @cli.command("plan")
 @selection_options
 @run_options
+@ignore_errored_state_option
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when a stack has changes (and none failed).")
 @click.option("--out", "save_plans", is_flag=True, help="Keep one plan file per stack for `strata apply --plan`.")
 @click.option("--summary-md", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
@@ -218,6 +226,7 @@ def plan_command(ws: Any, /, detailed_exitcode: bool, save_plans: bool, summary_
 @cli.command("apply")
 @selection_options
 @run_options
+@ignore_errored_state_option
 @click.option("--plan", "saved_plans", is_flag=True, help="Apply the plans saved by `strata plan --out`.")
 @click.option("--bootstrap", "bootstrap_first", is_flag=True,
               help="First create (or repair) the backends the stacks need, as `strata bootstrap` does.")
@@ -231,6 +240,7 @@ def apply_command(ws: Any, /, saved_plans: bool, bootstrap_first: bool, yes: boo
 @cli.command("destroy")
 @selection_options
 @run_options
+@ignore_errored_state_option
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 def destroy_command(ws: Any, /, yes: bool, **kwargs: Any) -> int:
@@ -250,6 +260,7 @@ def init_command(ws: Any, /, **kwargs: Any) -> int:
 @cli.command("refresh")
 @selection_options
 @run_options
+@ignore_errored_state_option
 @click.pass_obj
 def refresh_command(ws: Any, /, **kwargs: Any) -> int:
     """Update the state of the selected stacks from the real infrastructure."""
@@ -272,6 +283,7 @@ class _SplitAtDashes(click.Command):
 @cli.command("run", cls=_SplitAtDashes)
 @selection_options
 @run_options
+@ignore_errored_state_option
 @click.pass_context
 def run_command(ctx: click.Context, /, **kwargs: Any) -> int:
     """Run any terraform command in the selected stacks: strata run production -- state list."""

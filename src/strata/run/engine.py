@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
+import signal
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,11 +28,12 @@ from strata.errors import ConfigError, StrataError
 from strata.model.loader import resolve_inputs
 from strata.model.repository import Repository
 from strata.model.stack import Stack
+from strata.run import running
 from strata.run.display import Display
 from strata.run.outputs import OutputReader
 from strata.run.redact import Secrets, open_log
 from strata.scheduler import CHANGES, FAILED, INTERRUPTED, OK, Outcome, Scheduler
-from strata.state.operations import open_store, sound
+from strata.state.operations import live_local_holder, open_store, sound
 from strata.terraform import commands as tf
 from strata.terraform.binary import TerraformBinary
 from strata.terraform.hclwrite import hcl_value
@@ -43,6 +46,12 @@ from strata.terraform.providers import ProviderStore
 MOCKS_ALLOWED = frozenset({"plan", "validate", "destroy"})
 NO_INPUTS = frozenset({"init", "validate"})  # terraform does not read variables for these
 INIT_STAMP = "strata-init.sha256"
+# Where terraform leaves the state it could not save (in its working folder), and the commands refused
+# while it is there: planning or applying on the old state would fork it or repeat what was done.
+ERRORED_STATE = "errored.tfstate"
+STATE_COMMANDS = frozenset({"plan", "apply", "destroy", "refresh"})
+# A command that applies: its counts are what it did (and saved), not what its plan announced.
+APPLYING = frozenset({"apply", "destroy"})
 
 
 @dataclass(slots=True)
@@ -54,6 +63,13 @@ class RunOptions:
     lock_timeout: str = "0s"
     save_plans: bool = False  # plan --out
     saved_plans: bool = False  # apply --plan
+    ignore_errored_state: bool = False  # run although terraform left an unsaved state (errored.tfstate)
+
+    @property
+    def touches_state(self) -> bool:
+        """Whether the command reads or writes the stack's state (refused while an errored.tfstate waits)."""
+        command = self.args[0] if self.command == "run" and self.args else self.command
+        return command in STATE_COMMANDS
 
     @property
     def reverse(self) -> bool:
@@ -72,11 +88,13 @@ class StackResult:
     log: str = ""
     mocked: list[str] = field(default_factory=list)
     plan_file: str = ""
+    errored_state: str = ""  # the errored.tfstate terraform wrote because it could not save the state
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "status": self.status, "duration": round(self.duration, 3),
                 "detail": self.detail, "add": self.add, "change": self.change, "destroy": self.destroy,
-                "log": self.log, "mocked_dependencies": self.mocked, "plan_file": self.plan_file or None}
+                "log": self.log, "mocked_dependencies": self.mocked, "plan_file": self.plan_file or None,
+                "errored_state": self.errored_state or None}
 
 
 @dataclass(slots=True)
@@ -110,6 +128,7 @@ class Runner:
         self.secrets = Secrets()  # every sensitive output read, redacted wherever strata writes
         self.outputs = OutputReader(repo.root, fallback=self._outputs_from_terraform, secrets=self.secrets)
         self.base_env: dict[str, str] = {}
+        self._runs = itertools.count(1)  # numbers the terraform output files of the run
 
     # -- the run -------------------------------------------------------------------------------------
 
@@ -135,7 +154,7 @@ class Runner:
         data = outcome.data
         return StackResult(path, outcome.status, outcome.duration, outcome.detail, data.get("add"),
                            data.get("change"), data.get("destroy"), data.get("log", ""), data.get("mocked", []),
-                           data.get("plan_file", ""))
+                           data.get("plan_file", ""), data.get("errored_state", ""))
 
     def _work(self, path: str) -> Outcome:
         stack = self.repo.stacks[path]
@@ -161,6 +180,9 @@ class Runner:
         command = self.options.command
         env = dict(self.base_env)
         inputs: dict[str, Any] = {}
+        blocked = self._blocked(stack, log, data)
+        if blocked:
+            return blocked
         if command == "destroy" and self.outputs.outputs(stack) is None and self._has_no_state(stack):
             log.write("strata: no state: nothing to destroy\n")
             return Outcome(OK, "no state: nothing to destroy")
@@ -196,16 +218,22 @@ class Runner:
         mutating = command in ("apply", "destroy", "refresh", "run")
         if mutating:
             self._remember(stack, f"before {command}", log)
+        errored_before = _file_identity(cwd / ERRORED_STATE)
         done = self._terraform(stack, argv, cwd, env, log)
         if command == "plan" and self.options.save_plans:
             _private_file(self._plan_file(stack))
         if mutating and done.exit_code == 0:
             self._remember(stack, command, log)
-        changes = tf.changes(done.output)
-        if changes is not None:
+        unsaved = _file_identity(cwd / ERRORED_STATE) not in (None, errored_before)
+        changes = tf.applied(done.output) if self._applying() else tf.changes(done.output)
+        if changes is not None and not unsaved and done.signal is None:  # else nothing is known to be saved
             data.update(add=changes.add, change=changes.change, destroy=changes.destroy)
         if command in ("apply", "destroy", "refresh") or (command == "run" and done.exit_code == 0):
             self.outputs.forget(stack)
+        if unsaved:
+            return self._unsaved(stack, done, log, data)
+        if done.signal is not None and not done.interrupted:
+            return Outcome(FAILED, f"terraform was killed by signal {_signal_name(done.signal)}")
         if done.interrupted and done.exit_code != 0:
             return Outcome(INTERRUPTED, "stopped by an interrupt")
         if done.exit_code not in (0, 2) and "Error acquiring the state lock" in done.output:
@@ -221,6 +249,46 @@ class Runner:
         if command == "apply" and data.get("plan_file"):
             self._plan_file(stack).unlink(missing_ok=True)  # a saved plan is applied once
         return Outcome(OK)
+
+    def _applying(self) -> bool:
+        command = self.options.command
+        return command in APPLYING or (command == "run" and self.options.args[:1] in (["apply"], ["destroy"]))
+
+    # -- what must stop a stack before it starts, and a state terraform could not save --------------------
+
+    def _blocked(self, stack: Stack, log: IO[str], data: dict[str, Any]) -> Outcome | None:
+        """A terraform from a strata run that died still runs in the stack; or terraform could not save the
+        state in an earlier run and left it in errored.tfstate."""
+        alive = running.orphan(self.repo.root, stack.path)
+        if alive is not None:
+            output = self.repo.display(alive.output)
+            holds = "still runs in" if alive.command in running.LOCK_FREE else "still holds the lock on"
+            return Outcome(FAILED, f"{alive.describe()} from an earlier strata run {holds} {stack.path or '.'}; "
+                                   f"wait for it to finish (it writes to {output}), or stop it gracefully with "
+                                   f"`kill -INT {alive.pid}`; strata removes no lock")
+        errored = self.repo.root / stack.path / ERRORED_STATE
+        if not self.options.touches_state or not errored.is_file():
+            return None
+        shown = self.repo.display(os.path.relpath(errored, self.repo.root))
+        if self.options.ignore_errored_state:
+            log.write(f"strata: warning: {shown} holds a state terraform could not save; going on without it "
+                      "(--ignore-errored-state)\n")
+            return None
+        data["errored_state"] = shown
+        return Outcome(FAILED, f"{shown} holds the state terraform could not save in an earlier run: push it with "
+                               f"`strata state push {stack.path or '.'} {shown}` (which then moves it aside), or "
+                               "pass --ignore-errored-state to go on from the state as saved")
+
+    def _unsaved(self, stack: Stack, done: Completed, log: IO[str], data: dict[str, Any]) -> Outcome:
+        """terraform could not save the state (its backend failed) and wrote it to errored.tfstate instead."""
+        shown = self.repo.display(os.path.relpath(self.repo.root / stack.path / ERRORED_STATE, self.repo.root))
+        data["errored_state"] = shown
+        data.update(add=None, change=None, destroy=None)
+        log.write(f"strata: terraform could not save the state; it is in {shown}\n")
+        why = "terraform was interrupted" if done.interrupted else last_error(done.output)
+        status = INTERRUPTED if done.interrupted else FAILED
+        return Outcome(status, f"state not saved ({why}): terraform wrote it to {shown}; push it with "
+                               f"`strata state push {stack.path or '.'} {shown}`")
 
     # -- inputs from dependency outputs ---------------------------------------------------------------
 
@@ -346,8 +414,7 @@ class Runner:
         orphan_cleared = False
         for _ in range(6):
             started = datetime.now(UTC) - timedelta(seconds=1)
-            done = run(argv, cwd, env, self.group, log,
-                       lambda line: self.display.line(stack.path, self.secrets.redact(line)))
+            done = self._run_recorded(stack, argv, cwd, env, log)
             if done.exit_code in (0, 2) or done.interrupted or self.group.interrupted:
                 return done
             if ("Error acquiring the state lock" in done.output and not orphan_cleared
@@ -362,6 +429,28 @@ class Runner:
             delay *= 2
         return done
 
+    def _run_recorded(self, stack: Stack, argv: list[str], cwd: Path, env: dict[str, str], log: IO[str]) -> Completed:
+        """One terraform process, writing to a file of the stack's log folder, recorded while it runs so that
+        a later run sees it if this strata dies first (see :mod:`strata.run.running`)."""
+        subcommand = next((a for a in argv[1:] if not a.startswith("-")), "terraform")
+        folder = private_dir(self.log_dir / (stack.path.replace("/", "__") or "root"))
+        output = folder / f"{subcommand}-{next(self._runs)}.out"
+        records: list[Path] = []
+
+        def started(pid: int) -> None:
+            try:
+                records.append(running.record(self.repo.root, stack.path, pid, subcommand, output))
+            except OSError as exc:
+                log.write(f"strata: warning: could not record the running terraform: {exc}\n")
+
+        try:
+            return run(argv, cwd, env, self.group, log,
+                       lambda line: self.display.line(stack.path, self.secrets.redact(line)),
+                       output=output, on_start=started)
+        finally:
+            for record in records:
+                running.forget(record)
+
     def _clear_own_orphan_lock(self, stack: Stack, started: datetime, log: IO[str]) -> bool:
         """A lock terraform itself took during the attempt that just failed, left behind.
 
@@ -370,8 +459,6 @@ class Runner:
         lock was created after the attempt started, by this user on this host, and no terraform runs in
         the stack any more: nobody else can hold it, so strata removes it and runs the command once more.
         """
-        from strata.state.operations import live_local_holder
-
         if stack.backend is None or stack.backend.type != "s3":
             return False
         try:
@@ -416,6 +503,9 @@ class Runner:
                 holder = None
         if holder is not None:
             who = holder.describe()
+            live = live_local_holder(holder, self.repo.root / stack.path)
+            if live is not None:
+                who += f" ({live})"
         else:
             fields = dict(re.findall(r"^[│ ]*(ID|Who|Operation|Created):\s+(.*?)\s*$", output, re.MULTILINE))
             who = " ".join(p for p in (fields.get("Who", "someone"), f"since {fields['Created']}" if "Created" in
@@ -456,6 +546,22 @@ class Runner:
                               "`strata plan --out`; plan again")
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
         return tf.apply(self.binary.path, plan_file=str(plan), lock_timeout=self.options.lock_timeout)
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """What tells one version of a file from the next (None when there is no file)."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns, found.st_size
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f"{number} ({signal.Signals(number).name})"
+    except ValueError:
+        return str(number)
 
 
 def _tf_vars(inputs: dict[str, Any]) -> dict[str, str]:

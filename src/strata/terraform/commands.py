@@ -79,3 +79,21 @@ def changes(output_text: str) -> Changes | None:
     if _NO_CHANGES.search(output_text) or "Apply complete! Resources: 0 added" in output_text:
         return Changes()
     return None
+
+
+# One line per resource terraform finished ("null_resource.a: Creation complete after 0s [id=...]").
+_FINISHED = re.compile(r"^.+?: (Creation|Modifications|Destruction) complete after ", re.M)
+
+
+def applied(output_text: str) -> Changes | None:
+    """What apply/destroy did: its closing line, or, when it stopped early, the resources it finished
+    (never what its plan announced); None when it did not get as far as planning."""
+    output_text = _ANSI.sub("", output_text)
+    done = _APPLY.findall(output_text)
+    if done:
+        add, change, destroy_count = done[-1]
+        return Changes(int(add or 0), int(change or 0), int(destroy_count))
+    finished = _FINISHED.findall(output_text)
+    if finished or _PLAN.search(output_text) or _NO_CHANGES.search(output_text):
+        return Changes(finished.count("Creation"), finished.count("Modifications"), finished.count("Destruction"))
+    return None
