@@ -119,6 +119,10 @@ def _traversal(node: ast.Traversal, ctx: Context) -> Any:
     path = node.root
     for step in node.steps:
         value, path = _step(value, step, path, node, ctx)
+    if isinstance(value, Lazy):  # `local` or `strata.stack` alone: computed one name at a time
+        example = shorten(f"{path}.{(value.names() or ['name'])[0]}")
+        raise ctx.error(f"{shorten(path)} cannot be used as a value by itself; name one of its attributes "
+                        f"(e.g. {example})", node)
     return value
 
 
