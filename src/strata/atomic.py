@@ -92,7 +92,9 @@ def ignore_in_git(strata_dir: Path) -> None:
 
 
 def _strata_dir_of(path: Path) -> Path | None:
+    # the outermost one: history mirrors state paths, and the example keeps its state under .strata too
+    found = None
     for candidate in (path, *path.parents):
         if candidate.name == ".strata":
-            return candidate
-    return None
+            found = candidate
+    return found
