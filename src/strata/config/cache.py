@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,82 +171,98 @@ def _enc_steps(steps: list[str | ast.Expr]) -> list[Any]:
 
 
 def decode(data: Any) -> ast.Body | None:
-    """The tree encoded in ``data``, or None when ``data`` is not exactly what :func:`encode` writes."""
+    """The tree encoded in ``data``, or None when ``data`` is not exactly what :func:`encode` writes.
+
+    Every field's type is checked while the nodes are rebuilt: a cache file is never trusted.
+    """
     try:
-        return _Decoder().body(data, 0)
+        return _body(data, 0)
     except (_Corrupt, RecursionError):
         return None
 
 
-class _Decoder:
-    """Checks every field while it rebuilds the nodes: a cache file is never trusted."""
-
-    def body(self, data: Any, depth: int) -> ast.Body:
-        if depth > MAX_NESTING or type(data) is not list or len(data) != 2:
-            raise _Corrupt
-        attributes, blocks = _list(data[0]), _list(data[1])
-        out = ast.Body([], [])
-        for item in attributes:
-            name, expr, line, reads = _fields(item, 4)
-            out.attributes.append(ast.Attribute(_str(name), self.expr(expr, depth + 1), _int(line), _bool(reads)))
-        for item in blocks:
-            kind, labels, body, line = _fields(item, 4)
-            out.blocks.append(ast.Block(_str(kind), [_str(x) for x in _list(labels)], self.body(body, depth + 1),
-                                        _int(line)))
-        return out
-
-    def expr(self, data: Any, depth: int) -> ast.Expr:
-        if depth > MAX_NESTING or type(data) is not list or len(data) < 3:
-            raise _Corrupt
-        tag, line, *rest = data
-        line = _int(line)
-        inner = depth + 1
-        if tag == 0 and len(rest) == 1:
-            value = rest[0]
-            if value is not None and type(value) not in (str, int, float, bool):
-                raise _Corrupt
-            if type(value) is int and value.bit_length() > MAX_NUMBER_BITS:
-                raise _Corrupt
-            return ast.Literal(value, line)
-        if tag == 1 and len(rest) == 1:
-            return ast.Template([p if type(p) is str else self.expr(p, inner) for p in _list(rest[0])], line)
-        if tag == 2 and len(rest) == 1:
-            return ast.TupleExpr([self.expr(i, inner) for i in _list(rest[0])], line)
-        if tag == 3 and len(rest) == 1:
-            items = []
-            for item in _list(rest[0]):
-                key, value, item_line, reads = _fields(item, 4)
-                items.append(ast.ObjectItem(key if type(key) is str else self.expr(key, inner),
-                                            self.expr(value, inner), _int(item_line), _bool(reads)))
-            return ast.ObjectExpr(items, line)
-        if tag == 4 and len(rest) == 2:
-            return ast.Traversal(_str(rest[0]), self.steps(rest[1], inner), line)
-        if tag == 5 and len(rest) == 2:
-            return ast.GetAttr(self.expr(rest[0], inner), _str(rest[1]), line)
-        if tag == 6 and len(rest) == 2:
-            return ast.Index(self.expr(rest[0], inner), self.expr(rest[1], inner), line)
-        if tag == 7 and len(rest) == 2:
-            return ast.Splat(self.expr(rest[0], inner), self.steps(rest[1], inner), line)
-        if tag == 8 and len(rest) == 3:
-            return ast.Call(_str(rest[0]), [self.expr(a, inner) for a in _list(rest[1])], _bool(rest[2]), line)
-        if tag == 9 and len(rest) == 2 and rest[0] in _UNARY_OPS:
-            return ast.Unary(rest[0], self.expr(rest[1], inner), line)
-        if tag == 10 and len(rest) == 3 and rest[0] in _BINARY_OPS:
-            return ast.Binary(rest[0], self.expr(rest[1], inner), self.expr(rest[2], inner), line)
-        if tag == 11 and len(rest) == 3:
-            return ast.Conditional(self.expr(rest[0], inner), self.expr(rest[1], inner), self.expr(rest[2], inner),
-                                   line)
-        if tag == 12 and len(rest) == 7:
-            key_var, value_var, coll, key, value, cond, grouping = rest
-            if key_var is not None:
-                _str(key_var)
-            return ast.ForExpr(key_var, _str(value_var), self.expr(coll, inner),
-                               None if key is None else self.expr(key, inner), self.expr(value, inner),
-                               None if cond is None else self.expr(cond, inner), _bool(grouping), line)
+def _body(data: Any, depth: int) -> ast.Body:
+    if depth > MAX_NESTING or type(data) is not list or len(data) != 2:
         raise _Corrupt
+    out = ast.Body([], [])
+    for item in _list(data[0]):
+        name, expr, line, reads = _fields(item, 4)
+        out.attributes.append(ast.Attribute(_str(name), _expr(expr, depth + 1), _int(line), _bool(reads)))
+    for item in _list(data[1]):
+        kind, labels, body, line = _fields(item, 4)
+        out.blocks.append(ast.Block(_str(kind), [_str(x) for x in _list(labels)], _body(body, depth + 1),
+                                    _int(line)))
+    return out
 
-    def steps(self, data: Any, depth: int) -> list[str | ast.Expr]:
-        return [s if type(s) is str else self.expr(s, depth) for s in _list(data)]
+
+def _expr(data: Any, depth: int) -> ast.Expr:
+    if type(data) is not list or depth > MAX_NESTING:
+        raise _Corrupt
+    try:
+        build = _DECODERS[data[0], len(data)]
+    except (KeyError, TypeError, IndexError):
+        raise _Corrupt from None
+    line = data[1]
+    if type(line) is not int or line < 0:
+        raise _Corrupt
+    return build(data, line, depth + 1)
+
+
+def _literal(d: list[Any], line: int, inner: int) -> ast.Expr:
+    value = d[2]
+    kind = type(value)
+    if value is not None and kind is not str and kind is not int and kind is not float and kind is not bool:
+        raise _Corrupt
+    if kind is int and value.bit_length() > MAX_NUMBER_BITS:
+        raise _Corrupt
+    return ast.Literal(value, line)
+
+
+def _object(d: list[Any], line: int, inner: int) -> ast.Expr:
+    items = []
+    for item in _list(d[2]):
+        key, value, item_line, reads = _fields(item, 4)
+        items.append(ast.ObjectItem(key if type(key) is str else _expr(key, inner), _expr(value, inner),
+                                    _int(item_line), _bool(reads)))
+    return ast.ObjectExpr(items, line)
+
+
+def _steps(data: Any, inner: int) -> list[str | ast.Expr]:
+    return [s if type(s) is str else _expr(s, inner) for s in _list(data)]
+
+
+def _operator(value: Any, allowed: frozenset[str]) -> str:
+    if type(value) is not str or value not in allowed:
+        raise _Corrupt
+    return value
+
+
+def _for(d: list[Any], line: int, inner: int) -> ast.Expr:
+    key_var, value_var, coll, key, value, cond, grouping = d[2:]
+    return ast.ForExpr(None if key_var is None else _str(key_var), _str(value_var), _expr(coll, inner),
+                       None if key is None else _expr(key, inner), _expr(value, inner),
+                       None if cond is None else _expr(cond, inner), _bool(grouping), line)
+
+
+# (tag, length of the encoded list) -> the function that rebuilds the node
+_DECODERS: dict[tuple[int, int], Callable[[list[Any], int, int], ast.Expr]] = {
+    (0, 3): _literal,
+    (1, 3): lambda d, line, inner: ast.Template([p if type(p) is str else _expr(p, inner) for p in _list(d[2])],
+                                                line),
+    (2, 3): lambda d, line, inner: ast.TupleExpr([_expr(i, inner) for i in _list(d[2])], line),
+    (3, 3): _object,
+    (4, 4): lambda d, line, inner: ast.Traversal(_str(d[2]), _steps(d[3], inner), line),
+    (5, 4): lambda d, line, inner: ast.GetAttr(_expr(d[2], inner), _str(d[3]), line),
+    (6, 4): lambda d, line, inner: ast.Index(_expr(d[2], inner), _expr(d[3], inner), line),
+    (7, 4): lambda d, line, inner: ast.Splat(_expr(d[2], inner), _steps(d[3], inner), line),
+    (8, 5): lambda d, line, inner: ast.Call(_str(d[2]), [_expr(a, inner) for a in _list(d[3])], _bool(d[4]), line),
+    (9, 4): lambda d, line, inner: ast.Unary(_operator(d[2], _UNARY_OPS), _expr(d[3], inner), line),
+    (10, 5): lambda d, line, inner: ast.Binary(_operator(d[2], _BINARY_OPS), _expr(d[3], inner),
+                                               _expr(d[4], inner), line),
+    (11, 5): lambda d, line, inner: ast.Conditional(_expr(d[2], inner), _expr(d[3], inner), _expr(d[4], inner),
+                                                    line),
+    (12, 9): _for,
+}
 
 
 def _list(value: Any) -> list[Any]:
