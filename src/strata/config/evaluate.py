@@ -217,7 +217,10 @@ def _call(node: ast.Call, ctx: Context) -> Any:
 
 def check_size(value: Any, ctx: Context, node: ast.Expr, what: str = "the value") -> None:
     """Refuse a value that is too big or too deeply nested for strata to handle (see limits)."""
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is bool or kind is float or value is None:
+        return
+    if kind is str:
         if len(value) > MAX_STRING:
             raise ctx.error(f"{what} is too long ({len(value)} characters; the limit is {MAX_STRING})", node)
         return

@@ -119,9 +119,11 @@ class _Locals(Lazy):
             raise ctx.error(f"local.{name}: locals read other locals more than {MAX_LOCAL_CHAIN} levels deep "
                             f"(local.{self.active[0]} -> ... -> local.{name})", node)
         self.active.append(name)
+        local_ctx = self.b.context(cfg)
         try:
-            value = evaluate(attr.expr, self.b.context(cfg))
-            check_size(value, self.b.context(cfg), attr.expr, f"local.{name}")
+            value = evaluate(attr.expr, local_ctx)
+            if isinstance(value, list | dict):  # strings and numbers are bounded where they are made
+                check_size(value, local_ctx, attr.expr, f"local.{name}")
         except RecursionError:
             # the nesting of each expression is bounded when it is parsed; their sum may still be too deep
             self.failed[name] = ConfigError(f"local.{name} is nested too deeply (locals within locals within ...)",
