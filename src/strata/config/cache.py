@@ -211,19 +211,24 @@ def _expr(data: Any, depth: int) -> ast.Expr:
 def _literal(d: list[Any], line: int, inner: int) -> ast.Expr:
     value = d[2]
     kind = type(value)
-    if value is not None and kind is not str and kind is not int and kind is not float and kind is not bool:
-        raise _Corrupt
-    if kind is int and value.bit_length() > MAX_NUMBER_BITS:
+    if kind is str or kind is bool or kind is float or value is None:
+        return ast.Literal(value, line)
+    if kind is not int or value.bit_length() > MAX_NUMBER_BITS:
         raise _Corrupt
     return ast.Literal(value, line)
 
 
 def _object(d: list[Any], line: int, inner: int) -> ast.Expr:
     items = []
+    item_type = ast.ObjectItem
     for item in _list(d[2]):
-        key, value, item_line, reads = _fields(item, 4)
-        items.append(ast.ObjectItem(key if type(key) is str else _expr(key, inner), _expr(value, inner),
-                                    _int(item_line), _bool(reads)))
+        if type(item) is not list or len(item) != 4:
+            raise _Corrupt
+        key, value, item_line, reads = item
+        if type(item_line) is not int or item_line < 0 or type(reads) is not bool:
+            raise _Corrupt
+        items.append(item_type(key if type(key) is str else _expr(key, inner), _expr(value, inner), item_line,
+                               reads))
     return ast.ObjectExpr(items, line)
 
 
