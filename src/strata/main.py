@@ -370,10 +370,29 @@ def state_versions_command(ws: Any, /, stack: str, as_json: bool) -> int:
 @_json_option
 @click.pass_obj
 def state_restore_command(ws: Any, /, stack: str, version: str, yes: bool, lock_timeout: str, as_json: bool) -> int:
-    """Make an older version current again (backs up first, keeps the lineage, serial above the current)."""
+    """Make an older version current again (backs up first, keeps the lineage, serial above every known one)."""
     from strata.commands import state
 
     return state.restore(ws, stack, version=version, yes=yes, lock_timeout=lock_timeout, as_json=as_json)
+
+
+@state_group.command("push")
+@click.argument("stack")
+@click.argument("file", metavar="FILE")
+@click.option("--force-lineage", is_flag=True,
+              help="Replace a state of another lineage (like `terraform state push -force`).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_lock_timeout_option
+@_json_option
+@click.pass_obj
+def state_push_command(ws: Any, /, stack: str, file: str, force_lineage: bool, yes: bool, lock_timeout: str,
+                       as_json: bool) -> int:
+    """Save a state file (e.g. terraform's errored.tfstate; - for stdin) as the stack's state (locks, backs up
+    first, keeps the lineage, serial above every known one)."""
+    from strata.commands import state
+
+    return state.push(ws, stack, file, yes=yes, force_lineage=force_lineage, lock_timeout=lock_timeout,
+                      as_json=as_json)
 
 
 @state_group.command("backup")

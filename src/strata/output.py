@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from strata.errors import Diagnostic
@@ -80,3 +82,19 @@ def table(headers: Sequence[str] | None, rows: Sequence[Sequence[str]]) -> str:
     for row in rows:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     return "\n".join(lines)
+
+
+# Seconds before a slow read gets a note on stderr (a stalled endpoint otherwise looks like a hang).
+SLOW_NOTE_AFTER = 3.0
+
+
+@contextlib.contextmanager
+def slow_note(note: str, after: float = SLOW_NOTE_AFTER) -> Iterator[None]:
+    """Print ``note`` on stderr if the block is still running after ``after`` seconds."""
+    timer = threading.Timer(after, err, args=(f"{note} (still waiting after {after:g} s)",))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

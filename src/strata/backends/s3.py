@@ -85,7 +85,8 @@ def aws_client(values: dict[str, Any], service: str) -> Any:
     endpoint setting for (KMS) follow boto3's own ``AWS_ENDPOINT_URL_<SERVICE>``/``AWS_ENDPOINT_URL``
     environment variables, as do the others when the block sets none. ``skip_s3_checksum`` turns off
     the optional request checksums (as Terraform does), ``insecure``/``custom_ca_bundle`` set TLS
-    verification. Timeouts are short and retries few, so an unreachable endpoint fails in seconds.
+    verification. Timeouts are short and retries few (:func:`timeouts`), so an unreachable or stalled
+    endpoint fails in seconds.
     boto3 is imported here only (``pip install 'strata[aws]'``).
     """
     try:
@@ -112,20 +113,17 @@ def aws_client(values: dict[str, Any], service: str) -> Any:
     options: dict[str, Any] = {}
     if norm.get("skip_s3_checksum") is True:  # S3-compatible stores that refuse the checksum headers
         options.update(request_checksum_calculation="when_required", response_checksum_validation="when_required")
-    try:
-        attempts = max(0, int(norm.get("max_retries", 3)))  # retries after the first attempt, as Terraform
-    except (TypeError, ValueError):
-        attempts = 3
+    connect_timeout, read_timeout, attempts = timeouts(norm)
     # A refused connection is retried with a sub-second backoff, so it fails within about a second; a
-    # silent endpoint costs connect_timeout per attempt.
-    config = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=5, read_timeout=30,
-                    s3=s3_options, **options)
+    # silent endpoint costs connect_timeout (or, once connected, read_timeout) per attempt.
+    config = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=connect_timeout,
+                    read_timeout=read_timeout, s3=s3_options, **options)
     # Building a session and a client parses the service models (tens of milliseconds each): a run that
     # reads many states shares one session per profile and one client per configuration. boto3 clients
     # are thread-safe; sessions are not, so they are only used under the lock.
     environment = sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))  # credentials, endpoints
-    key = json.dumps([service, norm.get("profile"), kwargs, s3_options, options, attempts, environment],
-                     sort_keys=True, default=str)
+    key = json.dumps([service, norm.get("profile"), kwargs, s3_options, options, attempts, connect_timeout,
+                      read_timeout, environment], sort_keys=True, default=str)
     with _clients_guard:
         client = _clients.get(key)
         if client is None:
@@ -138,6 +136,43 @@ def aws_client(values: dict[str, Any], service: str) -> Any:
             make: Any = session.client  # the service name is a runtime value here, not a literal
             client = _clients[key] = make(service, config=config, **kwargs)
     return client
+
+
+# How long strata waits for AWS (seconds), and how often it retries: a stalled endpoint costs
+# (retries + 1) x read_timeout per call, not minutes. The environment overrides; see the README.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 10.0
+RETRIES = 2
+
+
+def timeouts(values: dict[str, Any]) -> tuple[float, float, int]:
+    """(connect timeout, read timeout, retries after the first attempt) for strata's AWS calls.
+
+    ``STRATA_S3_CONNECT_TIMEOUT``, ``STRATA_S3_READ_TIMEOUT`` and ``STRATA_S3_RETRIES`` win; else the
+    backend's ``max_retries`` gives the retries; else the defaults above.
+    """
+    from strata.errors import StrataError
+
+    def number(name: str, default: float, whole: bool = False) -> float:
+        text = os.environ.get(name, "").strip()
+        if not text:
+            return default
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            value = -1
+        if value < 0 or (not whole and value == 0) or value != value or value == float("inf"):
+            kind = "a whole number, 0 or more" if whole else "a number of seconds above 0"
+            raise StrataError(f"{name}={text!r} is not valid: give {kind}")
+        return value
+
+    default_retries = RETRIES
+    setting = values.get("max_retries")  # the backend's own setting, as Terraform uses it
+    if setting is not None and not isinstance(setting, bool):
+        with contextlib.suppress(TypeError, ValueError):
+            default_retries = max(0, int(setting))
+    return (number("STRATA_S3_CONNECT_TIMEOUT", CONNECT_TIMEOUT), number("STRATA_S3_READ_TIMEOUT", READ_TIMEOUT),
+            int(number("STRATA_S3_RETRIES", default_retries, whole=True)))
 
 
 _clients: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""strata state ls | pull | versions | restore | backup | verify | replicate.
+"""strata state ls | pull | versions | restore | push | backup | verify | replicate.
 
 The same commands for every backend strata can open (local, s3, pg): each goes through the stack's
 :class:`~strata.backends.base.StateStore`, and every write through :mod:`strata.state.operations`.
@@ -17,8 +17,8 @@ from strata.backends.base import BackendError, StateVersion
 from strata.errors import EXIT_ERROR, UsageError
 from strata.model.selection import Selection, select
 from strata.model.stack import Stack
-from strata.output import confirm, err, out, print_json, table
-from strata.state.operations import StateError, duration_seconds, failure, open_store, parse, sound
+from strata.output import confirm, err, out, print_json, slow_note, table
+from strata.state.operations import StateError, WriteResult, duration_seconds, failure, open_store, parse, sound
 from strata.workspace import Workspace
 
 
@@ -60,9 +60,10 @@ def _describe(root: Path, stack: Stack) -> dict[str, Any]:
     row["location"] = store.where
     with store:
         try:
-            stat = store.stat()
-            raw = store.read()
-            lock = store.current_lock()
+            with slow_note(f"{stack.path}: reading its state ({store.backend} backend, {store.where})"):
+                stat = store.stat()
+                raw = store.read()
+                lock = store.current_lock()
         except BackendError as exc:
             return {**row, "error": str(failure(stack, store, exc))}
         if raw is not None:
@@ -116,7 +117,8 @@ def pull(ws: Workspace, stack_arg: str, *, version: str | None) -> int:
     stack = _one(ws, stack_arg)
     with open_store(ws.repository().root, stack) as store:
         try:
-            raw = store.read_version(version) if version else store.read()
+            with slow_note(f"{stack.path}: reading its state ({store.backend} backend, {store.where})"):
+                raw = store.read_version(version) if version else store.read()
         except BackendError as exc:
             raise failure(stack, store, exc) from None
         if raw is None:
@@ -179,8 +181,57 @@ def restore(ws: Workspace, stack_arg: str, *, version: str, yes: bool, lock_time
         print_json(result.to_json())
     else:
         out(f"{stack.path}: restored version {version} as serial {result.serial} (lineage {result.lineage})")
-        if result.backup:
-            out(f"  the state it replaced (serial {result.previous_serial}) is kept in {result.backup}")
+        _replaced(result)
+    return 0
+
+
+def _replaced(result: WriteResult) -> None:
+    if result.backup and result.damaged:
+        out(f"  the damaged state it replaced ({result.damaged}) is kept as it was in {result.backup}")
+    elif result.backup:
+        out(f"  the state it replaced (serial {result.previous_serial}) is kept in {result.backup}")
+
+
+# -- push ------------------------------------------------------------------------------------------------------
+
+
+def push(ws: Workspace, stack_arg: str, file: str, *, yes: bool, force_lineage: bool, lock_timeout: str,
+         as_json: bool) -> int:
+    """Write a state file (terraform's errored.tfstate, a backup) as the stack's state, under the write rules."""
+    from strata.migrate.journal import refuse_if_interrupted
+    from strata.state.operations import backup_dir
+    from strata.state.operations import push as do_push
+
+    stack = _one(ws, stack_arg)
+    root = ws.repository().root
+    refuse_if_interrupted(root, {stack.path})
+    timeout = duration_seconds(lock_timeout)
+    source = Path(file)
+    try:
+        contents = sys.stdin.buffer.read() if file == "-" else source.read_bytes()
+    except OSError as exc:
+        raise StateError(f"cannot read {file}: {exc.strerror or exc}") from None
+    if not yes:
+        what = f"push {file} as the state of {stack.path or '.'}"
+        confirm(what, f"{what}?")
+    with open_store(root, stack) as store:
+        result = do_push(root, stack, store, contents, file, force_lineage=force_lineage, lock_timeout=timeout)
+    moved = None
+    errored = root / stack.path / "errored.tfstate"
+    if file != "-" and errored.is_file() and source.resolve() == errored.resolve():
+        # saved now: keep terraform's file with the backups, so plan/apply no longer stop at it
+        from strata.atomic import SECRET, private_dir, write_atomic
+
+        moved = private_dir(backup_dir(root, stack)) / f"{result.sha256[:12]}-pushed-errored.tfstate"
+        write_atomic(moved, contents, mode=SECRET)
+        errored.unlink()
+    if as_json:
+        print_json({**result.to_json(), "pushed": file, "errored_state_moved_to": str(moved) if moved else None})
+    else:
+        out(f"{stack.path or '.'}: pushed {file} as serial {result.serial} (lineage {result.lineage})")
+        _replaced(result)
+        if moved:
+            out(f"  {file} is saved now; it was moved to {moved}")
     return 0
 
 

@@ -183,6 +183,11 @@ class Runner:
         blocked = self._blocked(stack, log, data)
         if blocked:
             return blocked
+        if command in ("plan", "apply", "destroy", "refresh"):
+            # strata.state (issue 10): a damaged state, or one emptied while its history shows it had one, stops here
+            from strata.state.operations import check_usable
+
+            check_usable(self.repo.root, stack)
         if command == "destroy" and self.outputs.outputs(stack) is None and self._has_no_state(stack):
             log.write("strata: no state: nothing to destroy\n")
             return Outcome(OK, "no state: nothing to destroy")

@@ -8,7 +8,6 @@ strata cannot read itself.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,8 @@ from strata.backends.base import BackendError
 from strata.errors import StrataError
 from strata.model.stack import Stack
 from strata.run.redact import Secrets
+from strata.state.document import StateDocument, StateFormatError
+from strata.state.operations import usable_state
 
 Fallback = Callable[[Stack], dict[str, Any] | None]
 
@@ -67,7 +68,7 @@ class OutputReader:
         try:
             if backend is None:
                 raise NotImplementedError
-            data = backend.read_state(stack.backend.values(), self.root / stack.path)
+            store = backend.store(stack.backend.values(), self.root / stack.path, self.root)
         except BackendError as exc:
             raise StrataError(f"cannot read the outputs of {stack.path} ({stack.backend.type} backend): "
                               f"{exc}") from None
@@ -76,21 +77,25 @@ class OutputReader:
                 raise StrataError(f"strata cannot read {stack.backend.type} state by itself yet; "
                                   f"use `strata run {stack.path} -- output -json`") from None
             return self.fallback(stack)
-        if data is None:
-            return None
-        return parse_outputs(data, stack)
+        with store:
+            # a damaged state, or one emptied while its history shows it had state, is an error here:
+            # mock outputs are for stacks never applied (strata.state.operations.usable_state)
+            doc = usable_state(stack, store)
+        return None if doc is None else outputs_of(doc)
+
+
+def outputs_of(doc: StateDocument) -> dict[str, Any] | None:
+    """Outputs of a parsed state; None for an empty state (no resources, no outputs)."""
+    if doc.is_empty():
+        return None
+    return {name: dict(entry) for name, entry in doc.outputs.items() if isinstance(entry, dict)}
 
 
 def parse_outputs(data: bytes, stack: Stack) -> dict[str, Any] | None:
     """Outputs of a state file (format version 4); None for an empty state."""
     try:
-        state = json.loads(data)
-    except ValueError:
+        doc = StateDocument.parse(data)
+    except StateFormatError as exc:
         raise StrataError(f"the state of {stack.path} ({stack.backend.type if stack.backend else 'local'} "
-                          "backend) is not JSON: it is damaged or not a Terraform state") from None
-    if not isinstance(state, dict):
-        raise StrataError(f"the state of {stack.path} is not a Terraform state")
-    outputs = state.get("outputs") or {}
-    if not outputs and not state.get("resources"):
-        return None
-    return {name: dict(entry) for name, entry in outputs.items() if isinstance(entry, dict)}
+                          f"backend) is not usable: {exc}") from None
+    return outputs_of(doc)

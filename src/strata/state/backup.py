@@ -20,8 +20,9 @@ from strata import __version__
 from strata.atomic import SECRET, private_dir, write_atomic
 from strata.backends.base import BackendError
 from strata.model.stack import Stack
+from strata.output import slow_note
 from strata.state.document import StateDocument, StateFormatError
-from strata.state.operations import StateError, failure, open_store, parse
+from strata.state.operations import StateError, failure, known_from, open_store, parse
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -206,7 +207,8 @@ def verify_states(root: Path, stacks: list[Stack], progress: Progress) -> list[F
     findings = []
     for stack in stacks:
         store = open_store(root, stack)
-        with store:
+        with store, slow_note(f"{stack.path}: reading its state and versions ({store.backend} backend, "
+                                f"{store.where})"):
             try:
                 raw = store.read()
                 versions = store.versions()
@@ -215,7 +217,14 @@ def verify_states(root: Path, stacks: list[Stack], progress: Progress) -> list[F
                 findings.append(Finding(stack.path, False, str(failure(stack, store, exc))))
                 continue
         if raw is None:
-            findings.append(Finding(stack.path, True, "no state"))
+            had = known_from([(v.id, data) for v, data in reversed(older)]).had_state
+            if had is None:
+                findings.append(Finding(stack.path, True, "no state"))
+            else:  # emptied or deleted: a plan would recreate everything, dependents would use mocks
+                findings.append(Finding(stack.path, False, f"no state ({store.backend} backend, {store.where}), "
+                                        f"but version {had[0]} (serial {had[1]}, {had[2]} resource(s)) shows it "
+                                        "had one: it was emptied or deleted; restore it with `strata state "
+                                        f"restore {stack.path} --version {had[0]}`"))
             continue
         finding = _check_document(stack.path, raw, f"current state ({store.backend} backend, {store.where})")
         if finding.ok:

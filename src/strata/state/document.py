@@ -14,6 +14,10 @@ from typing import Any
 
 from strata.errors import StateFormatError as StateFormatError
 
+# The largest serial strata accepts: every JSON reader keeps it exact (2**53 - 1), and a state written
+# once a millisecond would take 285,000 years to reach it. A larger one is damage, not history.
+MAX_SERIAL = 2**53 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class StateDocument:
@@ -22,12 +26,22 @@ class StateDocument:
 
     @classmethod
     def parse(cls, raw: bytes) -> StateDocument:
+        """The state in ``raw``; StateFormatError (never another exception) for anything else."""
+        if not raw.strip():
+            raise StateFormatError("it is not JSON: it is empty (no bytes, or only whitespace)")
+        if b"\0" in raw:
+            raise StateFormatError("it is not JSON: it holds NUL bytes (binary or damaged, not a Terraform state)")
         try:
             data = json.loads(raw)
+        except RecursionError:
+            raise StateFormatError("it is nested too deeply (about a thousand levels or more) to be a "
+                                   "Terraform state") from None
         except (ValueError, UnicodeDecodeError):
-            raise StateFormatError("it is not JSON (damaged, or not a Terraform state)") from None
+            raise StateFormatError("it is not JSON (damaged, truncated, or not a Terraform state)") from None
         if not isinstance(data, dict):
-            raise StateFormatError("it is JSON but not a Terraform state (not an object)")
+            kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+            kind = "null" if data is None else kinds.get(type(data), type(data).__name__)
+            raise StateFormatError(f"it is JSON but not a Terraform state ({kind}, not an object)")
         return cls(raw, data)
 
     @property
@@ -36,8 +50,11 @@ class StateDocument:
 
     @property
     def serial(self) -> int:
+        """The serial; -1 when it is not a whole number from 0 to :data:`MAX_SERIAL` (see :meth:`problems`)."""
         serial = self.data.get("serial")
-        return serial if isinstance(serial, int) and not isinstance(serial, bool) else -1
+        if isinstance(serial, int) and not isinstance(serial, bool) and 0 <= serial <= MAX_SERIAL:
+            return serial
+        return -1
 
     @property
     def lineage(self) -> str:
@@ -61,7 +78,8 @@ class StateDocument:
     @property
     def resource_count(self) -> int:
         """Managed resource instances, as ``terraform state list`` counts them (data sources excluded)."""
-        return sum(len(r.get("instances") or []) for r in self.resources if r.get("mode") == "managed")
+        return sum(len(r["instances"]) for r in self.resources
+                   if r.get("mode") == "managed" and isinstance(r.get("instances"), list))
 
     @property
     def sha256(self) -> str:
@@ -74,15 +92,33 @@ class StateDocument:
     def problems(self) -> list[str]:
         """Why this is not a sound version-4 state (empty when it is)."""
         out = []
-        if self.version != 4:
-            out.append(f"format version is {self.version!r}, not 4")
+        version = self.version
+        if version != 4 or isinstance(version, bool):
+            out.append(f"its format version {version!r} is not 4, the only one strata reads (Terraform 0.12 "
+                       "and later write it)")
         if not self.lineage:
             out.append("it has no lineage")
-        if self.serial < 0:
-            out.append("its serial is not a whole number")
+        serial_problem = self.serial_problem()
+        if serial_problem:
+            out.append(serial_problem)
         if not isinstance(self.data.get("resources", []), list):
             out.append("resources is not a list")
+        if not isinstance(self.data.get("outputs", {}), dict):
+            out.append("outputs is not an object")
         return out
+
+    def serial_problem(self) -> str | None:
+        """Why the serial is not one Terraform can read and strata can count on, or None."""
+        serial = self.data.get("serial")
+        if "serial" not in self.data:
+            return "it has no serial"
+        if not isinstance(serial, int) or isinstance(serial, bool):
+            return f"its serial {json.dumps(serial)[:40]} is not a whole number"
+        if serial < 0:
+            return f"its serial {serial} is negative"
+        if serial > MAX_SERIAL:
+            return (f"its serial {str(serial)[:40]} is absurd (above {MAX_SERIAL}; a state gains one per write)")
+        return None
 
     def with_identity(self, serial: int, lineage: str) -> bytes:
         """These contents as a state with ``serial`` and ``lineage``, laid out as Terraform writes it."""
@@ -92,7 +128,10 @@ class StateDocument:
         first: tuple[str, ...] = ("version", "terraform_version", "serial", "lineage")
         ordered = {k: data[k] for k in first if k in data}
         ordered.update({k: v for k, v in data.items() if k not in ordered})
-        return (json.dumps(ordered, indent=2) + "\n").encode()
+        try:
+            return (json.dumps(ordered, indent=2) + "\n").encode()
+        except RecursionError:
+            raise StateFormatError("it is nested too deeply to be written back") from None
 
     def summary(self) -> dict[str, Any]:
         return {"serial": self.serial, "lineage": self.lineage, "resources": self.resource_count,

@@ -5,7 +5,13 @@
 2. Read the current state under the lock and refuse a stale write (the state moved on since the
    caller read it).
 3. Back it up to ``.strata/backups/<stack>/`` (and into strata's history) before anything changes.
-4. Keep the lineage, raise the serial by one, write, read back and compare.
+4. Keep the lineage; the new serial is one above every serial known (the current state's, every
+   version's in the history or S3 object versions), so it never goes back; write, read back, compare.
+
+A current state that is damaged (not JSON, not version 4, a negative or absurd serial...) refuses every
+write except the two that repair it, ``state restore`` and ``state push``: those back up the damaged
+bytes as they are, then write. :func:`usable_state` is the check that runs before anything relies on a
+state (a plan, a dependent's inputs).
 
 Stores (:mod:`strata.backends`) only move bytes; this module is the one place these rules live.
 """
@@ -20,7 +26,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +38,7 @@ from strata.backends import get_backend
 from strata.backends.base import BackendError, LockInfo, StateLocked, StateStore
 from strata.errors import StrataError, UsageError
 from strata.model.stack import Stack
-from strata.state.document import StateDocument, StateFormatError
+from strata.state.document import MAX_SERIAL, StateDocument, StateFormatError
 
 
 class StateError(StrataError):
@@ -148,69 +154,171 @@ class WriteResult:
     sha256: str
     previous_serial: int | None
     backup: Path | None
+    damaged: str | None = None  # what was wrong with the state this write replaced (restore, push)
 
     def to_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "location": self.where, "serial": self.serial, "lineage": self.lineage,
                 "sha256": self.sha256, "previous_serial": self.previous_serial,
-                "backup": str(self.backup) if self.backup else None}
+                "backup": str(self.backup) if self.backup else None, "replaced_damaged_state": self.damaged}
 
 
 def backup_dir(root: Path, stack: Stack) -> Path:
     return root / ".strata" / "backups" / stack.path
 
 
-def keep_backup(root: Path, stack: Stack, raw: bytes, operation: str, serial: int) -> Path:
-    """Write ``raw`` to the stack's backup folder (fsynced) and return the file."""
+def keep_backup(root: Path, stack: Stack, raw: bytes, operation: str, serial: int | None) -> Path:
+    """Write ``raw`` to the stack's backup folder (fsynced) and return the file (``serial`` None: the
+    bytes are not a usable state, and are kept as they are)."""
     folder = private_dir(backup_dir(root, stack))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    target = folder / f"{stamp}-{re.sub(r'[^a-z0-9]+', '-', operation.lower())}-serial{serial}.tfstate"
+    label = f"serial{serial}" if serial is not None else "damaged"
+    target = folder / f"{stamp}-{re.sub(r'[^a-z0-9]+', '-', operation.lower())}-{label}.tfstate"
     write_atomic(target, raw, mode=SECRET)
     return target
 
 
-def write_state(root: Path, stack: Stack, store: StateStore, contents: bytes, *, operation: str,
-                lock_timeout: float = 0.0, expected_serial: int | None = None, exact: bool = False) -> WriteResult:
-    """Replace the stack's state with ``contents`` under the rules above.
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What a stack's versions (S3 object versions, strata's history) say about its state."""
 
-    The written state keeps the current lineage and gets the current serial + 1. ``expected_serial``
-    refuses the write when the state has moved on since the caller read it. ``exact`` writes the bytes
-    unchanged (a replica): allowed only over no state, an empty state, or an older serial of the same
-    lineage.
+    serials: tuple[int, ...] = ()  # every valid serial found in a version
+    lineage: str = ""  # of the newest sound version
+    had_state: tuple[str, int, int] | None = None  # (version, serial, resources) of the newest non-empty one
+
+
+def known_from(versions: list[tuple[str, bytes]]) -> Known:
+    """:class:`Known` from ``(version id, bytes)`` pairs, newest first; damaged versions are skipped."""
+    serials: list[int] = []
+    lineage = ""
+    had_state = None
+    for version_id, data in versions:
+        try:
+            doc = StateDocument.parse(data)
+        except StateFormatError:
+            continue
+        if doc.serial_problem() is None:
+            serials.append(doc.serial)
+        if doc.problems():
+            continue
+        lineage = lineage or doc.lineage
+        if had_state is None and not doc.is_empty():
+            had_state = (version_id, doc.serial, doc.resource_count)
+    return Known(tuple(serials), lineage, had_state)
+
+
+def known(store: StateStore) -> Known:
+    """What the store's versions say (reads every version: a write is rare, and must not go back)."""
+    return known_from([(v.id, store.read_version(v.id)) for v in store.versions()])
+
+
+def next_serial(known: Known, *docs: StateDocument | None) -> int:
+    """One above every valid serial known: the versions', and those of ``docs`` (current, new)."""
+    found = [*known.serials, *(d.serial for d in docs if d is not None and d.serial_problem() is None)]
+    serial = max(found, default=0) + 1
+    if serial > MAX_SERIAL:
+        raise StateError(f"the next serial would be {serial}, above {MAX_SERIAL}")
+    return serial
+
+
+def _damage(raw: bytes) -> tuple[StateDocument | None, str | None]:
+    """(the state, None) when ``raw`` is a sound state, else (None, what is wrong with it)."""
+    try:
+        doc = StateDocument.parse(raw)
+    except StateFormatError as exc:
+        return None, str(exc)
+    problems = doc.problems()
+    return (None, "; ".join(problems)) if problems else (doc, None)
+
+
+def _repair_hint(stack: Stack) -> str:
+    return (f"repair it with `strata state restore {stack.path} --version ID` (see `strata state versions "
+            f"{stack.path}`) or `strata state push {stack.path} FILE`")
+
+
+def usable_state(stack: Stack, store: StateStore) -> StateDocument | None:
+    """The stack's current state, checked before anything relies on it (its plan, a dependent's inputs).
+
+    None when the stack has never had state: mock outputs are for such stacks only. A StateError when the
+    state is damaged or of an unsupported format version, or when it is missing or empty while its
+    versions show it had resources or outputs (it was emptied or deleted: a plan would recreate
+    everything, and its dependents would plan with mock outputs).
     """
-    new = parse(stack, store, contents)
-    problems = new.problems() if exact else [p for p in new.problems() if "lineage" not in p and "serial" not in p]
-    if problems:
-        raise StateError(f"{stack.path}: refusing to write a state that is not sound: {'; '.join(problems)}")
+    try:
+        raw = store.read()
+        history = known(store) if raw is None else Known()
+    except BackendError as exc:
+        raise failure(stack, store, exc) from None
+    return _judge(stack, store, raw, history)
+
+
+def _judge(stack: Stack, store: StateStore, raw: bytes | None, history: Known) -> StateDocument | None:
+    where = f"{stack.path} ({store.backend} backend, {store.where})"
+    if raw is None:
+        if history.had_state is None:
+            return None
+        version, serial, count = history.had_state
+        raise StateError(f"{where}: the state is missing or empty, but version {version} (serial {serial}, "
+                         f"{count} resource(s)) shows it had one: it was emptied or deleted. Restore it with "
+                         f"`strata state restore {stack.path} --version {version}`; if it was removed on "
+                         f"purpose, push an empty state with `strata state push {stack.path} FILE`")
+    doc, damage = _damage(raw)
+    if doc is None:
+        raise StateError(f"{where}: the state is not usable: {damage}; {_repair_hint(stack)}")
+    return doc
+
+
+def check_usable(root: Path, stack: Stack) -> None:
+    """:func:`usable_state` for a stack about to run terraform.
+
+    Only what strata actually read is judged: where it cannot read the state (a backend it cannot open,
+    no boto3/psycopg, credentials only terraform has, an unreachable endpoint), terraform decides.
+    """
+    if stack.backend is None:
+        return
+    backend = get_backend(stack.backend.type)
+    if backend is None:
+        return
+    try:
+        store = backend.store(stack.backend.values(), root / stack.path, root)
+    except (NotImplementedError, StrataError):
+        return
+    with store:
+        try:
+            raw = store.read()
+            history = known(store) if raw is None else Known()
+        except StrataError:
+            return
+        _judge(stack, store, raw, history)
+
+
+Build = Callable[[StateDocument | None, bool, Known], bytes]
+
+
+def _write(root: Path, stack: Stack, store: StateStore, operation: str, build: Build, *, lock_timeout: float,
+           expected_serial: int | None = None, repair: bool = False, history: bool = True) -> WriteResult:
+    """The rules above, once: lock, read, back up, ``build(current, damaged, known)``, write, compare."""
     with holding_lock(stack, store, operation, lock_timeout):
         try:
             raw = store.read()
+            versions = known(store) if history else Known()
         except BackendError as exc:
             raise failure(stack, store, exc) from None
-        current = parse(stack, store, raw) if raw is not None else None
+        current, damage = _damage(raw) if raw is not None else (None, None)
+        if damage is not None and not repair:
+            raise StateError(f"{stack.path} ({store.where}): the state is not usable: {damage}; nothing was "
+                             f"written; {_repair_hint(stack)}")
         if expected_serial is not None and current is not None and current.serial != expected_serial:
             raise StateError(f"{stack.path} ({store.where}): the state changed since it was read (serial "
                              f"{expected_serial} → {current.serial}); nothing was written, run the command again")
+        data = build(current, damage is not None, versions)  # may refuse: before anything is written
         backup = None
-        if current is not None and raw is not None:
-            backup = keep_backup(root, stack, raw, operation, current.serial)
-            try:
-                store.remember(raw, f"before {operation}")
-            except BackendError as exc:
-                raise failure(stack, store, exc) from None
-        if exact:
-            if current is not None and not current.is_empty():
-                if current.lineage and new.lineage != current.lineage:
-                    raise StateError(f"{stack.path} ({store.where}): refusing to overwrite a state of lineage "
-                                     f"{current.lineage} with one of lineage {new.lineage}")
-                if current.serial > new.serial:
-                    raise StateError(f"{stack.path} ({store.where}): refusing to replace serial {current.serial} "
-                                     f"with the older serial {new.serial}")
-            data = contents
-        else:
-            lineage = (current.lineage if current is not None and current.lineage
-                       else new.lineage or str(uuid.uuid4()))
-            serial = current.serial + 1 if current is not None else max(new.serial, 0) + 1
-            data = new.with_identity(serial, lineage)
+        if raw is not None:  # damaged bytes too, as they are: they may be all that is left
+            backup = keep_backup(root, stack, raw, operation, current.serial if current is not None else None)
+            if current is not None:
+                try:
+                    store.remember(raw, f"before {operation}")
+                except BackendError as exc:
+                    raise failure(stack, store, exc) from None
         try:
             store.write(data)
             written = store.read()
@@ -228,27 +336,104 @@ def write_state(root: Path, stack: Stack, store: StateStore, contents: bytes, *,
                                                      f"it in strata's history failed: {exc}")) from None
     done = StateDocument.parse(data)
     return WriteResult(stack.path, store.where, done.serial, done.lineage, done.sha256,
-                       current.serial if current is not None else None, backup)
+                       current.serial if current is not None else None, backup, damage)
+
+
+def write_state(root: Path, stack: Stack, store: StateStore, contents: bytes, *, operation: str,
+                lock_timeout: float = 0.0, expected_serial: int | None = None, exact: bool = False,
+                repair: bool = False) -> WriteResult:
+    """Replace the stack's state with ``contents`` under the rules above.
+
+    The written state keeps the current lineage and gets a serial above every known one.
+    ``expected_serial`` refuses the write when the state has moved on since the caller read it. ``exact``
+    writes the bytes unchanged (a replica): allowed only over no state, an empty state, or an older serial
+    of the same lineage. ``repair`` replaces a damaged current state (kept as a backup) instead of refusing.
+    """
+    new = parse(stack, store, contents)
+    problems = new.problems() if exact else [p for p in new.problems() if "lineage" not in p and "serial" not in p]
+    if problems:
+        raise StateError(f"{stack.path}: refusing to write a state that is not sound: {'; '.join(problems)}")
+
+    def build(current: StateDocument | None, damaged: bool, history: Known) -> bytes:
+        if exact:
+            if current is not None and not current.is_empty():
+                if current.lineage and new.lineage != current.lineage:
+                    raise StateError(f"{stack.path} ({store.where}): refusing to overwrite a state of lineage "
+                                     f"{current.lineage} with one of lineage {new.lineage}")
+                if current.serial > new.serial:
+                    raise StateError(f"{stack.path} ({store.where}): refusing to replace serial {current.serial} "
+                                     f"with the older serial {new.serial}")
+            return contents
+        lineage = (current.lineage if current is not None and current.lineage
+                   else new.lineage or history.lineage or str(uuid.uuid4()))
+        # the new contents' serial counts only where no current state tells the next one (as before)
+        return new.with_identity(next_serial(history, current, new if current is None else None), lineage)
+
+    return _write(root, stack, store, operation, build, lock_timeout=lock_timeout, expected_serial=expected_serial,
+                  repair=repair, history=not exact)
 
 
 def restore(root: Path, stack: Stack, store: StateStore, version_id: str, *, lock_timeout: float = 0.0) -> WriteResult:
-    """Make version ``version_id`` the current state again (keeping lineage, serial above the current)."""
+    """Make version ``version_id`` the current state again (keeping lineage, serial above every known one).
+
+    A damaged current state is no obstacle: restoring is how it is repaired (its bytes are backed up first).
+    """
+    _refuse_while_locked(stack, store, "restore")
+    try:
+        raw = store.read_version(version_id)
+    except BackendError as exc:
+        raise failure(stack, store, exc) from None
+    try:
+        problems = StateDocument.parse(raw).problems()
+    except StateFormatError as exc:
+        problems = [str(exc)]
+    if problems:
+        raise StateError(f"{stack.path}: version {version_id} is not a sound state: {'; '.join(problems)}")
+    return write_state(root, stack, store, raw, operation="state-restore", lock_timeout=lock_timeout, repair=True)
+
+
+def push(root: Path, stack: Stack, store: StateStore, contents: bytes, source: str, *, force_lineage: bool = False,
+         lock_timeout: float = 0.0) -> WriteResult:
+    """Write the state in ``contents`` (from ``source``, e.g. terraform's ``errored.tfstate``) as the stack's.
+
+    It must be a sound version-4 state (an empty lineage takes the stack's). Its lineage must be the current
+    state's, unless the current state is absent or empty (no resources, no outputs), or ``force_lineage``
+    (Terraform's ``state push -force``); over a damaged state, the newest sound version's lineage counts.
+    The serial is one above every known one, the pushed file's included.
+    """
+    try:
+        new = StateDocument.parse(contents)
+    except StateFormatError as exc:
+        raise StateError(f"{source} is not a state strata can push: {exc}") from None
+    problems = [p for p in new.problems() if p != "it has no lineage"]
+    if problems:
+        raise StateError(f"{source} is not a sound version-4 state: {'; '.join(problems)}; nothing was written")
+    _refuse_while_locked(stack, store, "push")
+
+    def build(current: StateDocument | None, damaged: bool, history: Known) -> bytes:
+        if current is not None:
+            theirs, what = ("", "") if current.is_empty() else (current.lineage, "the current state")
+        else:
+            theirs, what = (history.lineage, "the newest sound version") if damaged else ("", "")
+        if new.lineage and theirs and new.lineage != theirs and not force_lineage:
+            raise StateError(f"{stack.path} ({store.where}): refusing to push {source}: its lineage {new.lineage} "
+                             f"is not the lineage {theirs} of {what}, so it is another state; nothing was written "
+                             "(pass --force-lineage to replace it anyway, like `terraform state push -force`)")
+        lineage = (new.lineage or (current.lineage if current is not None else "") or history.lineage
+                   or str(uuid.uuid4()))
+        return new.with_identity(next_serial(history, current, new), lineage)
+
+    return _write(root, stack, store, "state-push", build, lock_timeout=lock_timeout, repair=True)
+
+
+def _refuse_while_locked(stack: Stack, store: StateStore, what: str) -> None:
     try:
         lock = store.current_lock()
     except BackendError as exc:
         raise failure(stack, store, exc) from None
     if lock is not None and lock.holder.get("live", True) is not False:
-        raise StateError(f"{stack.path} ({store.where}): refusing to restore while the state is locked by "
+        raise StateError(f"{stack.path} ({store.where}): refusing to {what} while the state is locked by "
                          f"{lock.describe()}")
-    try:
-        raw = store.read_version(version_id)
-    except BackendError as exc:
-        raise failure(stack, store, exc) from None
-    old = parse(stack, store, raw)
-    problems = old.problems()
-    if problems:
-        raise StateError(f"{stack.path}: version {version_id} is not a sound state: {'; '.join(problems)}")
-    return write_state(root, stack, store, raw, operation="state-restore", lock_timeout=lock_timeout)
 
 
 # -- who holds a lock ----------------------------------------------------------------------------------------
