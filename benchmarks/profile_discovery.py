@@ -32,9 +32,9 @@ DEFAULT_REPO = HERE / ".work" / "enterprise"
 # (module, attribute path, label): the phases timed inside the command
 PHASES = (
     ("strata.model.loader", "config_dirs", "walk the tree"),
-    ("strata.config.cache", "ParseCache._load", "load the parse cache (unpickle)"),
-    ("strata.config.cache", "ParseCache.parse_all", "parse files missing from the cache"),
-    ("strata.config.cache", "ParseCache.save", "save the parse cache (pickle)"),
+    ("strata.config.cache", "ParseCache._load", "load the parse cache (JSON)"),
+    ("strata.config.cache", "ParseCache.parse_all", "rebuild trees, parse missing files"),
+    ("strata.config.cache", "ParseCache.save", "save the parse cache (JSON)"),
     ("strata.model.loader", "decode", "decode (schema checks)"),
     ("strata.config.settings", "load_settings", "settings"),
     ("strata.model.loader", "_StackBuilder.build", "evaluate the stacks"),
