@@ -213,6 +213,8 @@ def test_values_that_cannot_be_handled_are_an_error_at_their_line(tmp_path: Path
         "doubling-string": ('stack {}\nlocals {\n  a0 = "xxxxxxxxxxxxxxxx"\n'
                             + "".join(f'  a{i + 1} = "${{local.a{i}}}${{local.a{i}}}"\n' for i in range(40))
                             + "}\n", 22, "too long"),
+        "nested-for": ("stack {}\nlocals {\n  cube = [for a in range(1000) : [for b in range(1000) : "
+                       "[for c in range(1000) : c]]]\n}\n", 3, "iterate more than 1000000 times"),
         "doubling-list": ("stack {}\nlocals {\n  a0 = [1, 2, 3, 4]\n"
                           + "".join(f"  a{i + 1} = concat(local.a{i}, local.a{i})\n" for i in range(40))
                           + "}\n", 21, "too big"),

@@ -14,7 +14,15 @@ from typing import Any, Protocol
 
 from strata.config import ast
 from strata.config.functions import FUNCTIONS, FunctionError, function_names, to_number, to_string, type_name
-from strata.config.limits import MAX_ITEMS, MAX_NESTING, MAX_NUMBER_BITS, MAX_STRING, max_file_size, shorten
+from strata.config.limits import (
+    MAX_ITEMS,
+    MAX_ITERATIONS,
+    MAX_NESTING,
+    MAX_NUMBER_BITS,
+    MAX_STRING,
+    max_file_size,
+    shorten,
+)
 from strata.errors import ConfigError, Source, StaticConfigError
 
 
@@ -41,20 +49,21 @@ class Lazy:
 class Context:
     """What an expression sees: its scope, the file it is written in, and for-expression variables."""
 
-    __slots__ = ("directory", "file", "reads", "scope", "vars")
+    __slots__ = ("directory", "file", "reads", "scope", "vars", "work")
 
     def __init__(self, scope: Scope, file: str, directory: str, reads: set[str] | None = None,
-                 variables: dict[str, Any] | None = None) -> None:
+                 variables: dict[str, Any] | None = None, work: list[int] | None = None) -> None:
         self.scope = scope
         self.file = file
         self.directory = directory
         self.reads = reads if reads is not None else set()
         self.vars = variables
+        self.work = work if work is not None else [0]  # for-expression iterations, shared per stack
 
     def with_vars(self, variables: dict[str, Any]) -> Context:
         merged = dict(self.vars or {})
         merged.update(variables)
-        return Context(self.scope, self.file, self.directory, self.reads, merged)
+        return Context(self.scope, self.file, self.directory, self.reads, merged, self.work)
 
     def error(self, message: str, node: ast.Expr | int) -> ConfigError:
         line = node if isinstance(node, int) else node.line
@@ -365,6 +374,9 @@ def _for(node: ast.ForExpr, ctx: Context) -> Any:
         pairs = list(enumerate(coll))
     else:
         raise ctx.error(f"a for expression needs a list or map, got {type_name(coll)}", node.collection)
+    ctx.work[0] += len(pairs)
+    if ctx.work[0] > MAX_ITERATIONS:  # nested for expressions multiply: 1,024 x 1,024 x 1,024 would hang
+        raise ctx.error(f"for expressions iterate more than {MAX_ITERATIONS} times in all", node)
     tuple_out: list[Any] = []
     object_out: dict[str, Any] = {}
     for key, value in pairs:

@@ -19,6 +19,7 @@ MAX_NESTING = 100  # brackets, calls, operators, conditionals, for and ${ } insi
 MAX_LOCAL_CHAIN = 100  # locals that read locals that read locals...
 MAX_STRING = 4 * 1024 * 1024  # characters in a string value
 MAX_ITEMS = 1_000_000  # elements in a list or object value
+MAX_ITERATIONS = 1_000_000  # for-expression iterations while one stack is evaluated
 MAX_FORMAT_WIDTH = 10_000  # width and precision in format() verbs
 MAX_NUMBER_BITS = 1024  # about 308 decimal digits, the range of a double
 ECHO_LIMIT = 80  # characters of the user's text repeated in a message

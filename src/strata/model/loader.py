@@ -183,6 +183,7 @@ class _StackBuilder:
         self.own = chain[-1]
         self.errors: list[ConfigError] = []
         self.reads: set[str] = set()
+        self.work = [0]  # for-expression iterations in this stack (bounded: see limits)
         self.local_defs: dict[str, tuple[ast.Attribute, ConfigFile]] = {}
         self.dim_defs: dict[str, tuple[ast.Attribute, ConfigFile]] = {}
         for cfg in chain:
@@ -224,7 +225,7 @@ class _StackBuilder:
                                 f"dependency.<name>.outputs.*)", Source(ctx.file, node.line))
 
     def context(self, cfg: ConfigFile) -> Context:
-        return Context(self, cfg.display, cfg.absdir, self.reads)
+        return Context(self, cfg.display, cfg.absdir, self.reads, work=self.work)
 
     def dimension(self, name: str, node: ast.Expr | None = None, ctx: Context | None = None) -> Setting:
         if name in self.dim_values:
