@@ -25,7 +25,7 @@ import pytest
 from conftest import Result, write_tree
 from strata.config.cache import CACHE_NAME, ParseCache, decode, encode
 from strata.config.limits import MAX_NESTING
-from strata.config.parse import parse_text
+from strata.config.parse import _grammar_cache, parse_text
 from strata.model.loader import load
 from strata.terraform.binary import find_binary
 
@@ -149,6 +149,23 @@ def test_a_cache_that_is_a_fifo_or_a_device_is_not_read(tmp_path: Path, strata: 
     result = strata("ls", cwd=repo, timeout=30)
     assert result.code == 0, result.output
     assert "app" in result.stdout
+
+
+def test_the_built_parser_is_cached_only_in_a_folder_of_the_users_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lark's default is a pickle in the shared temporary folder, under a name anyone can predict
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = _grammar_cache("grammar")
+    assert path is not None and path.parent == tmp_path / "strata"
+    assert (tmp_path / "strata").stat().st_mode & 0o777 == 0o700
+    path.write_bytes(b"planted")
+    path.chmod(0o666)
+    assert _grammar_cache("grammar") is None  # a file others can write is not loaded
+    path.chmod(0o600)
+    (tmp_path / "strata").chmod(0o777)
+    assert _grammar_cache("grammar") is None  # nor one in a folder others can write to
+    (tmp_path / "strata").chmod(0o700)
+    assert _grammar_cache("grammar") == path
 
 
 def test_the_encoding_gives_back_the_same_tree() -> None:

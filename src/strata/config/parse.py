@@ -8,7 +8,12 @@ turns expressions back into strings, so strata walks the Lark tree itself and bu
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 import re
+import stat
+import sys
+from pathlib import Path
 from typing import Any
 
 from strata.config import ast
@@ -33,8 +38,6 @@ def _lark_parser() -> Any:
     grammar: a run of blank lines is one token, not one per line (a megabyte of blank lines took
     seconds); the lines of the tokens after it are still counted.
     """
-    from pathlib import Path
-
     import hcl2.parser
     from hcl2.postlexer import PostLexer
     from lark import Lark
@@ -44,8 +47,36 @@ def _lark_parser() -> Any:
     one_newline = "NL_OR_COMMENT: /\\n[ \\t]*/ |"
     if one_newline in grammar:
         grammar = grammar.replace(one_newline, "NL_OR_COMMENT: /\\n(?:[ \\t\\r]*\\n)*[ \\t]*/ |", 1)
-    return Lark(grammar, parser="lalr", propagate_positions=False, postlex=PostLexer(), cache=True,
-                import_paths=[str(grammar_file.parent)])
+    cache = _grammar_cache(grammar)
+    return Lark(grammar, parser="lalr", propagate_positions=False, postlex=PostLexer(),
+                cache=str(cache) if cache else False, import_paths=[str(grammar_file.parent)])
+
+
+def _grammar_cache(grammar: str) -> Path | None:
+    """Where Lark may keep the built parser (about 1.7 s to build), or None to build it every time.
+
+    Lark's cache is a pickle, and by default it sits in the shared temporary folder under a name
+    anyone can predict and plant. strata keeps it in the user's own cache folder instead
+    (``$XDG_CACHE_HOME/strata`` or ``~/.cache/strata``), and uses it only while that folder and the
+    file belong to the user and nobody else can write to them.
+    """
+    import lark
+
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "strata"
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        digest = hashlib.sha256(grammar.encode("utf-8")).hexdigest()[:32]
+        path = base / f"hcl2-parser-{digest}-lark{lark.__version__}-py{sys.version_info[0]}{sys.version_info[1]}.pickle"
+        for item, kind in ((base, stat.S_ISDIR), (path, stat.S_ISREG)):
+            try:
+                info = os.lstat(item)
+            except FileNotFoundError:
+                continue  # the file is written on first use
+            if not kind(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+                return None
+    except (OSError, RuntimeError):  # no home folder, or a read-only one
+        return None
+    return path
 
 
 def parse_text(text: str, file: str, depth: int = 0) -> ast.Body:
