@@ -269,3 +269,10 @@ def test_an_unsaved_state_is_named_with_its_recovery_and_blocks_the_stack_until_
     assert overridden.code == 2, overridden.output  # planned against the state as saved: slow to create
     assert re.search(r"^s\s+changes\s+\S+\s+1\s+0\s+0", overridden.stdout, re.M), overridden.stdout
     assert errored.exists()
+
+    # the recovery the message names: the state terraform could not save is saved, and nothing is created twice
+    pushed = strata("state", "push", "s", "s/errored.tfstate", "--yes", cwd=repo, env=env)
+    assert pushed.code == 0, pushed.output
+    assert not errored.exists()
+    settled = strata("plan", "--detailed-exitcode", "s", cwd=repo, env=env)
+    assert settled.code == 0, settled.output
