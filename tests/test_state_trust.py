@@ -545,6 +545,7 @@ class StalledServer:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.sock.getsockname()[1])
         self.connections: list[socket.socket] = []
+        self.peers: list[Any] = []  # each connection's address, recorded when it is accepted
         self.accepted = threading.Condition()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -552,16 +553,26 @@ class StalledServer:
     def _serve(self) -> None:
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, peer = self.sock.accept()
             except OSError:
                 return
             with self.accepted:
                 self.connections.append(conn)
+                self.peers.append(peer)
                 self.accepted.notify_all()
 
     def wait_for(self, count: int, timeout: float = 60) -> bool:
         with self.accepted:
             return self.accepted.wait_for(lambda: len(self.connections) >= count, timeout)
+
+    def settled_count(self) -> int:
+        """Connections made so far, once every one of them was accepted: a last connection of our own is
+        accepted after all those queued before it (the listen queue is first in, first out)."""
+        with socket.create_connection(("127.0.0.1", self.port)) as sentinel:
+            mine = sentinel.getsockname()
+            with self.accepted:
+                assert self.accepted.wait_for(lambda: mine in self.peers, 60)
+                return len(self.connections) - 1
 
     def hang_up(self) -> None:
         with self.accepted:
@@ -598,7 +609,7 @@ def test_stalled_s3_read_is_bounded_by_the_configured_timeout_and_retries(strata
                     env={"STRATA_S3_READ_TIMEOUT": "1", "STRATA_S3_RETRIES": "1"})
     assert result.code == 1, result.output
     assert f"the S3 endpoint http://127.0.0.1:{stalled.port} did not answer in time" in result.stderr
-    assert len(stalled.connections) == 2, "the first attempt and exactly one retry"
+    assert stalled.settled_count() == 2, "the first attempt and exactly one retry"
 
 
 def test_stalled_s3_read_gets_a_progress_note(tmp_path: Path, stalled: StalledServer) -> None:

@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -207,8 +208,11 @@ def known_from(versions: list[tuple[str, bytes]]) -> Known:
 
 
 def known(store: StateStore) -> Known:
-    """What the store's versions say (reads every version: a write is rare, and must not go back)."""
-    return known_from([(v.id, store.read_version(v.id)) for v in store.versions()])
+    """What the store's versions say. It reads every version (a write is rare, and its serial must not
+    go back), a few at once: S3 object versions are one request each."""
+    ids = [v.id for v in store.versions()]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return known_from(list(zip(ids, pool.map(store.read_version, ids), strict=True)))
 
 
 def next_serial(known: Known, *docs: StateDocument | None) -> int:
