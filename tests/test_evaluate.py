@@ -212,7 +212,7 @@ def test_function_errors_name_the_function() -> None:
     assert err.message.startswith("substr(): ")
     assert "cidrsubnet: netnum 256 does not fit in 8 bits" in error('cidrsubnet("10.0.0.0/8", 8, 256)').message
     # Python errors inside a function are still reported as the function's error, never a crash
-    assert error("ceil(1e400)").message.startswith("ceil(): ")
+    assert error("ceil(\"1e400\")").message.startswith("ceil(): ")
 
 
 def test_argument_expansion() -> None:

@@ -7,6 +7,7 @@ evaluator knows nothing about repositories. Every error carries the file and lin
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 from collections.abc import Callable
@@ -227,7 +228,11 @@ def _call(node: ast.Call, ctx: Context) -> Any:
 def check_size(value: Any, ctx: Context, node: ast.Expr, what: str = "the value") -> None:
     """Refuse a value that is too big or too deeply nested for strata to handle (see limits)."""
     kind = type(value)
-    if kind is bool or kind is float or value is None:
+    if kind is bool or value is None:
+        return
+    if kind is float:
+        if not math.isfinite(value):
+            raise ctx.error(f"{what}: the number is too large (it is not finite)", node)
         return
     if kind is str:
         if len(value) > MAX_STRING:
@@ -350,6 +355,8 @@ def _binary(node: ast.Binary, ctx: Context) -> Any:
         result = int(result)
     if isinstance(result, int) and result.bit_length() > MAX_NUMBER_BITS:
         raise ctx.error(f"the result of {op} is too large (more than {MAX_NUMBER_BITS} bits)", node)
+    if isinstance(result, float) and not math.isfinite(result):
+        raise ctx.error(f"the result of {op} is too large (it is not finite)", node)
     return result
 
 

@@ -428,10 +428,21 @@ def _cidrnetmask(args: list[Any]) -> str:
 
 # -- encoding ----------------------------------------------------------------------------------------
 
+def _not_finite(text: str) -> float:
+    raise FunctionError(f"jsondecode: {text} is not a number JSON allows")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise FunctionError(f"jsondecode: the number {text[:20]} is too large")
+    return number
+
+
 def _jsondecode(args: list[Any]) -> Any:
     _arity("jsondecode", args, 1)
     try:
-        value = json.loads(to_string(args[0]))
+        value = json.loads(to_string(args[0]), parse_constant=_not_finite, parse_float=_finite)
     except json.JSONDecodeError as exc:
         raise FunctionError(f"jsondecode: invalid JSON: {exc}") from None
     except RecursionError:

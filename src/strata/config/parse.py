@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import re
 import stat
@@ -345,6 +346,8 @@ class _Converter:
 
     def x_float_lit(self, tree: Any) -> ast.Expr:
         value = float(str(tree.children[0]))
+        if not math.isfinite(value):
+            raise self.error(f"the number {shorten(str(tree.children[0]), 20)} is too large", self.line(tree))
         return ast.Literal(int(value) if value.is_integer() and "e" not in str(tree.children[0]).lower()
                            else value, self.line(tree))
 
