@@ -23,6 +23,7 @@ import random
 import shutil
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -168,8 +169,12 @@ def _no_debug(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
 
 
-def check_case(root: Path, what: str) -> None:
-    """Validate and generate the repository at ``root``; assert what main() guarantees."""
+def check_case(root: Path, what: str) -> str:
+    """Validate and generate the repository at ``root``; assert what main() guarantees.
+
+    Returns how far the case got: "no repository", "syntax" (a file did not parse), "evaluation"
+    (errors found while evaluating) or "valid".
+    """
     started = time.perf_counter()
     with _time_limit(TIME_LIMIT):
         code, stdout, stderr = _strata("-C", str(root), "validate", "--json")
@@ -182,7 +187,7 @@ def check_case(root: Path, what: str) -> None:
     assert code in (0, 1, 64) and gen_code in (0, 1, 64), f"{what}\n{stderr}{gen_stderr}"
     if not stdout.startswith("{"):  # no repository: the root strata.hcl lost its block, or cannot be read
         assert code in (1, 64) and "strata.hcl" in stderr, f"{what}\n{stdout}{stderr}"
-        return
+        return "no repository"
     report = json.loads(stdout)
     for diag in report["diagnostics"]:
         if diag["severity"] == "error":
@@ -190,6 +195,9 @@ def check_case(root: Path, what: str) -> None:
     for line in gen_stdout.splitlines() + gen_stderr.splitlines():
         if ": error: " in line:
             assert "strata.hcl" in line.split(": error: ")[0], f"{what}\nan error without a file: {line}"
+    if not report["errors"]:
+        return "valid"
+    return "syntax" if any("syntax error" in d["message"] for d in report["diagnostics"]) else "evaluation"
 
 
 def test_seeded_mutations_of_the_example_never_crash(example: Path) -> None:
@@ -197,7 +205,8 @@ def test_seeded_mutations_of_the_example_never_crash(example: Path) -> None:
     originals = {path: path.read_bytes() for path in files}
     corpus = list(originals.values())
     rng = random.Random(SEED)
-    check_case(example, "the example itself")
+    assert check_case(example, "the example itself") == "valid"
+    reached: Counter[str] = Counter()
     for case in range(CASES):
         path = rng.choice(files)
         data = originals[path]
@@ -207,9 +216,12 @@ def test_seeded_mutations_of_the_example_never_crash(example: Path) -> None:
         try:
             what = (f"STRATA_FUZZ_SEED={SEED} case {case}: {path.relative_to(example)} became:\n"
                     f"{data[:2000]!r}")
-            check_case(example, what)
+            reached[check_case(example, what)] += 1
         finally:
             path.write_bytes(originals[path])
+    print(f"STRATA_FUZZ_SEED={SEED}: {CASES} cases: {dict(reached)}")
+    # the mutations must reach past the parser, or the evaluator goes untested
+    assert reached["evaluation"] + reached["valid"] >= CASES // 4, dict(reached)
 
 
 # Crashers found by the fuzzer (and by hand), kept as fixed cases: (file, text).
