@@ -26,6 +26,7 @@ from conftest import Result, write_tree
 from strata.config.cache import CACHE_NAME, ParseCache, decode, encode
 from strata.config.limits import MAX_NESTING
 from strata.config.parse import _grammar_cache, parse_text
+from strata.errors import ConfigError
 from strata.model.loader import load
 from strata.terraform.binary import find_binary
 
@@ -295,6 +296,19 @@ def test_a_megabyte_heredoc_and_a_megabyte_of_blank_lines_parse_in_linear_time()
     # generous guards against the quadratic parse (14 s and 15 s before the fix; about 0.2 s after)
     assert heredoc_time < 5, heredoc_time
     assert blank_time < 5, blank_time
+
+
+def test_a_big_file_nested_too_deeply_fails_before_the_long_parse() -> None:
+    parse_text("a = 1\n", "warm.hcl")
+    text = "a = 1\nb = " + "(" * 1_000_000 + "1" + ")" * 1_000_000 + "\n"
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        parse_text(text, "deep.hcl")
+    elapsed = time.perf_counter() - started
+    assert str(caught.value) == f"deep.hcl:2: expressions are nested too deeply (more than {MAX_NESTING} levels)"
+    assert elapsed < 10, elapsed  # a generous guard: 30 s when the parser had to get through it first
+    wide = "x = [\n" + "  [[[1]]],\n" * 10_000 + "]\n" + "y = " + '"${"${"${1}"}"}"' + "\n"
+    assert len(parse_text(wide, "wide.hcl").attributes) == 2  # long and shallow is fine
 
 
 @pytest.mark.parametrize("kind", ["folder", "fifo", "dev-zero", "dangling-link"])

@@ -14,7 +14,7 @@ import re
 from strata.errors import UsageError
 
 ENV_MAX_FILE_SIZE = "STRATA_MAX_FILE_SIZE"
-DEFAULT_MAX_FILE_SIZE = 4 * 1024 * 1024  # bytes: a strata.hcl, or a file read with file()
+DEFAULT_MAX_FILE_SIZE = 1024 * 1024  # bytes: a strata.hcl, or a file read with file() (parsing is ~10 s/MiB at worst)
 MAX_NESTING = 100  # brackets, calls, operators, conditionals, for and ${ } inside one another
 MAX_LOCAL_CHAIN = 100  # locals that read locals that read locals...
 MAX_STRING = 4 * 1024 * 1024  # characters in a string value
@@ -29,13 +29,13 @@ _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 
 
 def max_file_size() -> int:
-    """The largest strata.hcl (or file() argument) strata reads: ``$STRATA_MAX_FILE_SIZE`` or 4 MiB."""
+    """The largest strata.hcl (or file() argument) strata reads: ``$STRATA_MAX_FILE_SIZE`` or 1 MiB."""
     text = os.environ.get(ENV_MAX_FILE_SIZE, "")
     if not text:
         return DEFAULT_MAX_FILE_SIZE
     match = _SIZE.match(text)
     if match is None or int(match.group(1)) <= 0:
-        raise UsageError(f"${ENV_MAX_FILE_SIZE} must be a size in bytes, e.g. 4194304 or 4M; got {shorten(text)!r}")
+        raise UsageError(f"${ENV_MAX_FILE_SIZE} must be a size in bytes, e.g. 2097152 or 2M; got {shorten(text)!r}")
     unit = (match.group(2) or "").lower()[:1]
     return int(match.group(1)) * _UNITS[unit]
 

@@ -90,6 +90,10 @@ def parse_text(text: str, file: str, depth: int = 0) -> ast.Body:
 
     if not text.endswith("\n"):
         text += "\n"  # the grammar needs a final newline after the last attribute
+    if len(text) > _PRESCAN_SIZE:  # a big file nested too deeply fails now, not after a long parse
+        located = _locate_unbalanced(text, max_depth=MAX_NESTING - depth)
+        if located is not None and located[1] == _too_deep():
+            raise ConfigError(located[1], Source(file, located[0]))
     try:
         tree = _lark_parser().parse(text)
     except UnexpectedInput as exc:
@@ -137,11 +141,16 @@ _CLOSERS = {"{": "}", "[": "]", "(": ")", "${": "}"}
 _HEREDOC_START = re.compile(r"<<-?([A-Za-z][A-Za-z0-9._-]*)[ \t]*\r?\n")
 
 
-def _locate_unbalanced(text: str) -> tuple[int, str] | None:
+_PRESCAN_SIZE = 64 * 1024  # characters; smaller files are parsed at once
+
+
+def _locate_unbalanced(text: str, max_depth: int | None = None) -> tuple[int, str] | None:
     """After a parse failure: the line and reason of an unclosed string or bracket, where it was opened.
 
     The LALR parser only notices these at the end of the file or far below; Terraform, and users,
-    want the line where the string or block starts.
+    want the line where the string or block starts. With ``max_depth``, brackets and interpolations
+    open more than that deep are reported too (each is at least one level of the syntax tree, so this
+    never refuses what the parser would accept).
     """
     opened: list[tuple[str, int]] = []  # '"', '${', '{', '[', '(' with their line
     i, n, line = 0, len(text), 1
@@ -158,6 +167,8 @@ def _locate_unbalanced(text: str) -> tuple[int, str] | None:
                 continue
             if text.startswith(("${", "%{"), i):
                 opened.append(("${", line))
+                if max_depth is not None and _too_many(opened, max_depth):
+                    return line, _too_deep()
                 i += 2
                 continue
             if c == '"':
@@ -185,10 +196,10 @@ def _locate_unbalanced(text: str) -> tuple[int, str] | None:
             line += text.count("\n", i, closing.end())
             i = closing.end()
             continue
-        elif c == '"':
-            opened.append(('"', line))
-        elif c in "{[(":
+        elif c in '"{[(':
             opened.append((c, line))
+            if max_depth is not None and _too_many(opened, max_depth):
+                return line, _too_deep()
         elif c in "}])":
             if not opened:
                 return line, f"unexpected {c}: nothing is open here"
@@ -204,6 +215,12 @@ def _locate_unbalanced(text: str) -> tuple[int, str] | None:
         kind, start = opened[0]
         return start, f"this {kind} is never closed: add the missing {_CLOSERS[kind]}"
     return None
+
+
+def _too_many(opened: list[tuple[str, int]], max_depth: int) -> bool:
+    """More than ``max_depth`` brackets and interpolations open (quotes not counted: the string and
+    the interpolation inside it are one level each)."""
+    return len(opened) > max_depth and sum(1 for kind, _ in opened if kind != '"') > max_depth
 
 
 def _unescape(raw: str) -> str:
@@ -316,13 +333,15 @@ class _Converter:
         method = getattr(self, "x_" + str(tree.data), None)
         if method is None:
             raise self.error(f"unsupported expression ({tree.data})", self.line(tree))
-        self.depth += 1
+        # a level is a node of the syntax tree; expr_term only wraps one, unless it is ( ... )
+        level = 0 if tree.data == "expr_term" and _is_tree(tree.children[0]) else 1
+        self.depth += level
         try:
             if self.depth > MAX_NESTING:
                 raise self.error(_too_deep(), self.line(tree))
             result: ast.Expr = method(tree)
         finally:
-            self.depth -= 1
+            self.depth -= level
         return result
 
     def exprs(self, tree: Any) -> list[ast.Expr]:
