@@ -471,11 +471,13 @@ def test_ten_thousand_resources_and_twenty_rules_in_well_under_a_second() -> Non
             rules.append(move(f"r{m}", [f"module.m{m:02d}.*"], f"stack{m}"))
         else:
             rules.append(move(f"r{m}", [], f"stack{m}", regex=[f"^module\\.m{m:02d}\\."]))
-    start = time.perf_counter()
+    # CPU time of this process, not the wall clock: other processes on a loaded machine do not count.
+    # About 0.1 s; the bound only catches a quadratic split (minutes).
+    start = time.process_time()
     r = split(src, {}, rules)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert r.ok() and len(r.moves) == 10_000 and len(r.targets) == 20
-    assert elapsed < 1.0, f"split took {elapsed:.2f} s"
+    assert elapsed < 2.0, f"split took {elapsed:.2f} s of CPU"
 
 
 # -- real terraform ---------------------------------------------------------------------------------------

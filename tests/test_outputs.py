@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -207,11 +206,13 @@ def test_concurrent_reads_of_one_stack_run_the_fallback_once(repo: tuple[Path, d
     root, stacks = repo
     calls: list[str] = []
     lock = threading.Lock()
+    reading = 0
+    all_reading = threading.Event()  # every thread is about to read, or reading
 
     def slow_fallback(stack: Stack) -> dict[str, Any] | None:
         with lock:
             calls.append(stack.path)
-        time.sleep(0.3)  # terraform init + output -json
+        all_reading.wait(30)  # terraform init + output -json: still running when the others ask
         return {"id": {"value": 1, "type": "number", "sensitive": False}}
 
     reader = OutputReader(root, fallback=slow_fallback)
@@ -219,7 +220,12 @@ def test_concurrent_reads_of_one_stack_run_the_fallback_once(repo: tuple[Path, d
     results: list[dict[str, Any] | None] = []
 
     def read() -> None:
-        barrier.wait(timeout=10)
+        nonlocal reading
+        barrier.wait(timeout=30)
+        with lock:
+            reading += 1
+            if reading == 8:
+                all_reading.set()
         results.append(reader.values(stacks["remote"]))
 
     threads = [threading.Thread(target=read) for _ in range(8)]

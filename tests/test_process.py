@@ -68,6 +68,22 @@ def sh(script: str) -> list[str]:
     return ["sh", "-c", script]
 
 
+def wait_for_file(path: Path, naps: int = 1200) -> str:
+    """Shell: wait until ``path`` exists (the test creates it), giving up after ``naps`` naps of 0.05 s."""
+    return f"i=0; while [ ! -f {path} ] && [ $i -lt {naps} ]; do sleep 0.05; i=$((i+1)); done"
+
+
+def wait_for_text(path: Path, text: str, timeout: float = HANG) -> None:
+    """Wait until the file ``path`` (written by a child) holds exactly ``text`` (stripped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text().strip() == text:
+                return
+        assert time.monotonic() < deadline, f"{path} never held {text!r}"
+        time.sleep(0.01)
+
+
 # -- output and exit codes ---------------------------------------------------------------------------
 
 def test_output_goes_to_the_log_and_callback_line_by_line(tmp_path: Path) -> None:
@@ -83,21 +99,18 @@ def test_output_goes_to_the_log_and_callback_line_by_line(tmp_path: Path) -> Non
 
 
 def test_lines_are_streamed_while_the_child_runs_not_at_the_end(tmp_path: Path) -> None:
-    # The child waits (up to 10 s) for a file that only the callback of its first line creates.
+    # The child waits (up to 1200 naps of 0.05 s, a minute at least) for a file that only the callback of its
+    # first line creates: it says "second" only if that line reached the callback while it ran.
     flag = tmp_path / "flag"
-    script = (f"echo first; i=0; while [ ! -f {flag} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; "
+    script = (f"echo first; i=0; while [ ! -f {flag} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; "
               f"[ -f {flag} ] && echo second || echo never-saw-flag")
-    times: dict[str, float] = {}
 
     def on_line(line: str) -> None:
-        times[line] = time.monotonic()
         if line == "first":
             flag.touch()
 
-    started = time.monotonic()
     done = run(sh(script), tmp_path, ENV, ProcessGroup(), io.StringIO(), on_line)
     assert done.output.splitlines() == ["first", "second"]
-    assert times["first"] - started < 5
 
 
 def test_the_log_is_written_as_lines_arrive(tmp_path: Path) -> None:
@@ -165,35 +178,39 @@ def test_the_child_runs_in_its_own_process_group_and_session(tmp_path: Path) -> 
 
 def test_the_process_group_is_visible_while_running(tmp_path: Path) -> None:
     group = ProcessGroup()
-    pid_file = tmp_path / "pid"
-    child = Background(sh(f"echo $$ > {pid_file}; echo ready; sleep 0.5"), tmp_path, group)
+    pid_file, go = tmp_path / "pid", tmp_path / "go"
+    child = Background(sh(f"echo $$ > {pid_file}; echo ready; {wait_for_file(go)}"), tmp_path, group)
     child.wait_ready()
-    pid = int(pid_file.read_text())
-    assert os.getpgid(pid) == pid != os.getpgid(0)
-    assert os.getsid(pid) == pid != os.getsid(0)
-    assert group.running == 1
+    try:
+        pid = int(pid_file.read_text())
+        assert os.getpgid(pid) == pid != os.getpgid(0)
+        assert os.getsid(pid) == pid != os.getsid(0)
+        assert group.running == 1
+    finally:
+        go.touch()
     assert child.join().exit_code == 0
     assert group.running == 0
 
 
 # -- interrupts --------------------------------------------------------------------------------------
 
-TRAPPING = 'trap "echo got-int; exit 7" INT; echo $$ > {pid}; sleep 30 & echo ready; wait'
+TRAPPING = 'trap "echo got-int; exit 7" INT; echo $$ > {pid}; ({wait}) & echo ready; wait'
 
 
 def test_interrupt_sends_sigint_and_the_child_stops_gracefully(tmp_path: Path) -> None:
-    # The background `sleep 30` ignores SIGINT (as asynchronous jobs of a non-interactive shell do)
-    # and keeps the output pipe open after the shell exits: run() must still return when the child
-    # it started has exited, not 30 s later when the leftover job closes the pipe.
+    # The background job ignores SIGINT (as asynchronous jobs of a non-interactive shell do) and keeps
+    # the output file open after the shell exits, until the test creates `go` (after run() returned):
+    # run() must return when the child it started has exited, not when the leftover job ends.
     group = ProcessGroup()
-    pid_file = tmp_path / "pid"
+    pid_file, go = tmp_path / "pid", tmp_path / "go"
     with reaped(pid_file):
-        child = Background(sh(TRAPPING.format(pid=pid_file)), tmp_path, group)
+        child = Background(sh(TRAPPING.format(pid=pid_file, wait=wait_for_file(go))), tmp_path, group)
         child.wait_ready()
-        sent = time.monotonic()
         group.interrupt()
-        done = child.join(timeout=8)
-        assert time.monotonic() - sent < 8
+        try:
+            done = child.join()
+        finally:
+            go.touch()
     assert done.exit_code == 7
     assert "got-int" in done.output.splitlines()
     assert done.interrupted is True
@@ -202,7 +219,7 @@ def test_interrupt_sends_sigint_and_the_child_stops_gracefully(tmp_path: Path) -
 
 def test_interrupt_reaches_a_child_that_has_no_background_jobs(tmp_path: Path) -> None:
     group = ProcessGroup()
-    script = 'trap "echo got-int; exit 7" INT; echo ready; i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done'
+    script = f'trap "echo got-int; exit 7" INT; echo ready; {wait_for_file(tmp_path / "never")}'
     child = Background(sh(script), tmp_path, group)
     child.wait_ready()
     group.interrupt()
@@ -212,17 +229,23 @@ def test_interrupt_reaches_a_child_that_has_no_background_jobs(tmp_path: Path) -
 
 
 def test_interrupt_is_sent_once_however_often_it_is_called(tmp_path: Path) -> None:
-    # The child counts SIGINTs for 1.5 s after the first one, then exits with the count.
-    counts = tmp_path / "count"
-    script = (f'n=0; trap "n=\\$((n+1)); echo \\$n > {counts}" INT; echo ready; '
-              f'while [ ! -s {counts} ]; do sleep 0.05; done; '
-              'i=0; while [ $i -lt 30 ]; do sleep 0.05; i=$((i+1)); done; echo "count=$n"; exit $n')
+    # The child counts SIGINTs until the test creates `go`, then exits with the count. After each
+    # interrupt() the test sends the child a SIGUSR1 and waits for its acknowledgement: the shell runs
+    # pending traps in signal-number order, so by then any SIGINT sent before it was counted.
+    pid_file, acks, go = tmp_path / "pid", tmp_path / "acks", tmp_path / "go"
+    script = (f'n=0; a=0; trap "n=\\$((n+1))" INT; trap "a=\\$((a+1)); echo \\$a > {acks}" USR1; '
+              f'echo $$ > {pid_file}; echo ready; {wait_for_file(go)}; echo "count=$n"; exit $n')
     group = ProcessGroup()
     child = Background(sh(script), tmp_path, group)
     child.wait_ready()
-    for _ in range(3):
-        group.interrupt()
-        time.sleep(0.1)
+    try:
+        pid = int(pid_file.read_text())
+        for sent in range(1, 4):
+            group.interrupt()
+            os.kill(pid, signal.SIGUSR1)
+            wait_for_text(acks, str(sent))
+    finally:
+        go.touch()
     done = child.join()
     assert "count=1" in done.output.splitlines(), done.output
     assert done.exit_code == 1
@@ -230,7 +253,7 @@ def test_interrupt_is_sent_once_however_often_it_is_called(tmp_path: Path) -> No
 
 def test_interrupt_reaches_every_running_child(tmp_path: Path) -> None:
     group = ProcessGroup()
-    script = 'trap "echo got-int; exit 7" INT; echo ready; i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done'
+    script = f'trap "echo got-int; exit 7" INT; echo ready; {wait_for_file(tmp_path / "never")}'
     children = [Background(sh(script), tmp_path, group) for _ in range(3)]
     for child in children:
         child.wait_ready()
@@ -243,23 +266,46 @@ def test_interrupt_reaches_every_running_child(tmp_path: Path) -> None:
 
 
 def test_kill_sends_sigkill_to_the_whole_group(tmp_path: Path) -> None:
-    # The child ignores SIGINT and SIGTERM; only SIGKILL stops it (and its foreground `sleep`).
+    # The child and its background job ignore SIGINT and SIGTERM and wait for a file that never comes;
+    # only SIGKILL stops them. After interrupt(), a SIGUSR1 the child acknowledges shows it outlived the
+    # SIGINT (which was discarded as it was sent: ignored signals are not even queued).
     group = ProcessGroup()
-    pid_file = tmp_path / "pid"
-    script = f'trap "" INT TERM; echo $$ > {pid_file}; echo ready; sleep 30; echo survived'
+    pid_file, acks = tmp_path / "pid", tmp_path / "acks"
+    never = wait_for_file(tmp_path / "never")
+    script = (f'trap "" INT TERM; trap "echo 1 > {acks}" USR1; echo $$ > {pid_file}; ({never}) & '
+              f'echo ready; {never}; echo survived')
     with reaped(pid_file):
         child = Background(sh(script), tmp_path, group)
         child.wait_ready()
+        pid = int(pid_file.read_text())
         group.interrupt()
-        time.sleep(0.2)
+        os.kill(pid, signal.SIGUSR1)
+        wait_for_text(acks, "1")
         assert child.thread.is_alive()  # SIGINT is ignored
-        sent = time.monotonic()
         group.kill()
         done = child.join()
-        assert time.monotonic() - sent < 10
+        # nothing of the group is left: the background job got the SIGKILL too
+        deadline = time.monotonic() + HANG
+        while group_alive(pid):
+            assert time.monotonic() < deadline, "the background job survived the kill"
+            time.sleep(0.01)
     assert done.exit_code == -signal.SIGKILL
     assert "survived" not in done.output
     assert group.killed and group.interrupted
+
+
+def group_alive(pgid: int) -> bool:
+    """Is any process of the group ``pgid`` still running (zombies waiting for their parent do not count)?"""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def test_a_process_started_after_interrupt_gets_sigint_at_once(tmp_path: Path) -> None:

@@ -301,11 +301,13 @@ def test_faults_name_the_stack_and_the_backend_and_write_nothing(
 
 # -- locks: two applies at once, a kill -9 ---------------------------------------------------------------------
 
+# Replaced on every apply; with STRATA_TEST_GATE set, its provisioner then holds terraform (and the lock)
+# until that file exists: the test creates it when it is done with the held lock.
 SLOW = """\
 resource "null_resource" "slow" {
   triggers = { at = timestamp() }
   provisioner "local-exec" {
-    command = "sleep 4"
+    command = "[ -z \\"$STRATA_TEST_GATE\\" ] || while [ ! -f \\"$STRATA_TEST_GATE\\" ]; do sleep 0.1; done"
   }
 }
 """
@@ -333,6 +335,26 @@ def wait_for_lock(strata: Strata, repo: Path, env: dict[str, str], timeout: floa
             return dict(held[0])
         time.sleep(0.3)
     raise AssertionError("no lock appeared")
+
+
+def terraform_below(pid: int) -> bool:
+    """Whether the process ``pid`` has a terraform process among its descendants."""
+    parents: dict[int, int] = {}
+    names: dict[int, bytes] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                names[int(entry.name)] = os.path.basename((entry / "cmdline").read_bytes().split(b"\0")[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    for child, name in names.items():
+        ancestor = parents.get(child)
+        while ancestor and ancestor != pid:
+            ancestor = parents.get(ancestor)
+        if ancestor == pid and name == b"terraform":
+            return True
+    return False
 
 
 def processes_in(folder: Path, name: bytes | None = None) -> list[int]:
@@ -387,7 +409,9 @@ def test_two_applies_on_one_stack_one_waits_or_fails_naming_the_holder(
     ok(strata("apply", "--yes", "-q", cwd=repo, env=env))
     serial_before = json_of(strata("state", "ls", "--json", cwd=repo, env=env))[0]["serial"]
 
-    first = start(["apply", "--yes", "-q", stack], repo, env)
+    gate = repo.parent / "gate"
+    first = start(["apply", "--yes", "-q", stack], repo, {**env, "STRATA_TEST_GATE": str(gate)})
+    third = None
     try:
         lock = wait_for_lock(strata, repo, env)
         assert lock["stack"] == stack and lock["lock"]["who"], lock
@@ -399,11 +423,20 @@ def test_two_applies_on_one_stack_one_waits_or_fails_naming_the_holder(
             assert refused.code == 1 and "refusing" in refused.stderr, refused.output
         else:
             assert refused.code == 1, refused.output
-        third = strata("apply", "--yes", "-q", "--lock-timeout", "90s", stack, cwd=repo, env=env)
-        assert third.code == 0, third.output
+        assert first.poll() is None, "the first apply holds the lock until the gate opens"
+        # the third waits for the lock: it runs terraform while the first still holds it, then the gate opens
+        third = start(["apply", "--yes", "-q", "--lock-timeout", "300s", stack], repo, env)
+        deadline = time.monotonic() + 120
+        while not terraform_below(third.pid) and third.poll() is None:
+            assert time.monotonic() < deadline, "the third apply did not start terraform"
+            time.sleep(0.1)
+        assert third.poll() is None, third.communicate()[0]
     finally:
-        out, _ = first.communicate(timeout=120)
+        gate.touch()
+        out, _ = first.communicate(timeout=300)
+        third_out = third.communicate(timeout=300)[0] if third is not None else ""
     assert first.returncode == 0, out
+    assert third is not None and third.returncode == 0, third_out
     after = json_of(strata("state", "ls", "--json", cwd=repo, env=env))[0]
     assert after["serial"] >= serial_before + 2 and after["lock"] is None, after  # both applies landed
     ok(strata("state", "verify", cwd=repo, env=env))  # serials never went down across versions
@@ -414,7 +447,8 @@ def test_a_lock_left_by_a_killed_apply_is_listed_and_removable(
     repo, env, kind = lock_setup
     stack = "production/us-east-1/app"
     ok(strata("apply", "--yes", "-q", cwd=repo, env=env))
-    running = start(["apply", "--yes", "-q", stack], repo, env)
+    # the gate never opens: terraform holds the lock until it is killed
+    running = start(["apply", "--yes", "-q", stack], repo, {**env, "STRATA_TEST_GATE": str(repo.parent / "gate")})
     try:
         wait_for_lock(strata, repo, env)
         killed = processes_in(repo / stack, b"terraform")
@@ -423,7 +457,7 @@ def test_a_lock_left_by_a_killed_apply_is_listed_and_removable(
             os.kill(pid, signal.SIGKILL)
     finally:
         running.communicate(timeout=120)
-        for pid in processes_in(repo / stack):  # the orphaned provider plugin and sleep
+        for pid in processes_in(repo / stack):  # the orphaned provider plugin and provisioner
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert running.returncode == 1

@@ -1,12 +1,16 @@
 """Interrupting a run: SIGINT/SIGTERM to the strata process while real terraform applies are under way.
 
 The first signal starts nothing new and forwards one SIGINT to every running terraform, which stops
-gracefully: it writes its state and releases its lock. A second signal kills at once. Stacks are made
-slow with a `local-exec` provisioner running `sleep`, so that the signal lands mid-apply (the
-provisioner's command is in terraform's process group, so it gets the forwarded SIGINT too). A registry
-that never answers keeps `terraform init` waiting through the first SIGINT (1.0.3 and 1.11): that is what
-the second signal is for. (A provisioner command that ignores SIGINT does not: terraform kills it when it
-stops. A test of that passed only while strata waited two seconds for a pipe the command held open.)
+gracefully: it writes its state and releases its lock. A second signal kills at once. Stacks are held
+mid-apply by a `local-exec` provisioner that marks that it runs, then waits for a file the test never
+creates, so the signal lands mid-apply whatever the machine's speed (the provisioner's command is in
+terraform's process group, so it gets the forwarded SIGINT too). A registry that never answers keeps
+`terraform init` waiting through the first SIGINT (1.0.3 and 1.11): that is what the second signal is for.
+(A provisioner command that ignores SIGINT does not: terraform kills it when it stops. A test of that
+passed only while strata waited two seconds for a pipe the command held open.)
+
+Nothing here waits for the clock: each step waits for an event (a line of output, a marker file, a
+connection, a process gone), with generous bounds that only end a hung test.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +43,9 @@ EVENT = re.compile(r"^(?P<path>\S+): strata: (?P<kind>started|ok|changes|failed|
 SLOW = ("b1", "b2", "b3", "b4")
 
 
-def stack(deps: list[str] | None = None, *, sleep: int = 0) -> dict[str, str]:
+def stack(deps: list[str] | None = None, *, hold: Path | None = None) -> dict[str, str]:
+    """A stack of one null_resource; with ``hold``, a second one whose provisioner touches
+    ``hold/running-<stack>`` and then waits until ``hold/go`` exists."""
     deps = deps or []
     blocks = "".join(f'dependency "{d}" {{\n  path = "../{d}"\n  mock_outputs = {{ id = "mock-{d}" }}\n}}\n'
                      for d in deps)
@@ -46,9 +53,11 @@ def stack(deps: list[str] | None = None, *, sleep: int = 0) -> dict[str, str]:
     tf = ('variable "upstream" {\n  type = map(string)\n}\n'
           'resource "null_resource" "this" {\n  triggers = { upstream = jsonencode(var.upstream) }\n}\n'
           'output "id" {\n  value = null_resource.this.id\n}\n')
-    if sleep:
+    if hold:
+        command = (f"touch '{hold}'/running-$(basename \\\"$PWD\\\"); "
+                   f"while [ ! -f '{hold}/go' ]; do sleep 0.1; done")
         tf += ('resource "null_resource" "slow" {\n  depends_on = [null_resource.this]\n'
-               f'  provisioner "local-exec" {{\n    command = "sleep {sleep}"\n  }}\n}}\n')
+               f'  provisioner "local-exec" {{\n    command = "{command}"\n  }}\n}}\n')
     return {"strata.hcl": f"stack {{}}\n{blocks}inputs = {{\n  upstream = {{ {upstream} }}\n}}\n", "main.tf": tf}
 
 
@@ -88,7 +97,8 @@ class Running:
             if predicate(list(self.lines)):
                 return
             if self.proc.poll() is not None:
-                time.sleep(0.2)  # the readers catch up
+                for thread in self._threads:  # the readers catch up: they end at the end of the output
+                    thread.join(timeout=10)
                 if predicate(list(self.lines)):
                     return
                 raise AssertionError(f"strata exited ({self.proc.returncode}) first:\n{self.output()}")
@@ -146,7 +156,7 @@ def processes_under(folder: Path) -> list[int]:
     return found
 
 
-def assert_no_processes_left(folder: Path, timeout: float = 10) -> None:
+def assert_no_processes_left(folder: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while processes_under(folder) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -167,19 +177,23 @@ def assert_states_sound(repo: Path, stacks: dict[str, dict[str, Any]]) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_first_signal_stops_gracefully(strata: Strata, terraform_binary: str, provider_mirror: dict[str, str],
                                        tmp_path: Path, sig: int) -> None:
+    hold = tmp_path / "hold"
+    hold.mkdir()
     repo = make_repo(tmp_path / "repo", {
         "a-fast": stack(),
-        **{name: stack(sleep=8) for name in SLOW},
+        **{name: stack(hold=hold) for name in SLOW},
         "c-after": stack(["b1"]),
     })
     env = {**provider_mirror, "STRATA_TERRAFORM": terraform_binary}
     run = Running(["apply", "--yes", "-j", "3", "--json", str(tmp_path / "r.json")], repo, env)
-    # -j 3: once a-fast is done, b1-b3 run and b4 waits for one of them (8 s at least). Signal when all
-    # three are inside their provisioner (a SIGINT that reaches Terraform 1.0.3 before its apply phase
-    # may be ignored: that stack then completes, correctly but slowly).
+    # -j 3: once a-fast is done, b1-b3 run and b4 waits for one of them, which never ends by itself (hold/go
+    # is never created). Signal when all three provisioner commands run: each marked it, so terraform is in
+    # its apply phase (a SIGINT that reaches Terraform 1.0.3 before that may be ignored) and the command
+    # that gets the forwarded SIGINT is there.
+    running = {f"running-{name}" for name in ("b1", "b2", "b3")}
     run.wait_for(lambda lines: finished_ok(lines, "a-fast") and set(started(lines)) == {"a-fast", "b1", "b2", "b3"}
-                 and provisioning(lines) >= {"b1", "b2", "b3"})
-    time.sleep(0.3)  # terraform prints "Executing" just before it starts the command
+                 and provisioning(lines) >= {"b1", "b2", "b3"}
+                 and running <= {path.name for path in hold.iterdir()}, timeout=300)
     run.signal(sig)
     code = run.finish()
     assert code == 130, run.output()
@@ -191,9 +205,8 @@ def test_first_signal_stops_gracefully(strata: Strata, terraform_binary: str, pr
     # nothing started after the signal: only what was running then
     assert set(started(run.lines)) == {"a-fast", "b1", "b2", "b3"}
     for name in ("b1", "b2", "b3"):
-        # stopped mid-apply (terraform's provisioner gets the SIGINT too); ok only if it had just finished
-        assert stacks[name]["status"] in ("interrupted", "ok"), stacks[name]
-    assert any(stacks[name]["status"] == "interrupted" for name in ("b1", "b2", "b3")), stacks
+        # stopped mid-apply: terraform's provisioner got the SIGINT too (it could not have finished by itself)
+        assert stacks[name]["status"] == "interrupted", stacks[name]
     assert stacks["b4"]["status"] == "skipped" and "interrupt" in stacks["b4"]["detail"], stacks["b4"]
     assert stacks["c-after"]["status"] == "skipped", stacks["c-after"]
     summary = "\n".join(run.lines)
@@ -208,15 +221,22 @@ def test_first_signal_stops_gracefully(strata: Strata, terraform_binary: str, pr
     assert "failed" not in {s["status"] for s in json.loads((tmp_path / "plan.json").read_text())["stacks"]}
 
 
+@dataclass
+class SilentServer:
+    port: int
+    connected: threading.Event  # set once a client (terraform) has connected
+
+
 @pytest.fixture
-def silent_server() -> Iterator[int]:
+def silent_server() -> Iterator[SilentServer]:
     """A TCP server on 127.0.0.1 that accepts connections and never answers (a registry that hangs)."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
-    server.settimeout(0.2)
+    server.settimeout(0.2)  # how often the accept loop looks at `stop`
     held: list[socket.socket] = []
     stop = threading.Event()
+    connected = threading.Event()
 
     def serve() -> None:
         while not stop.is_set():
@@ -225,10 +245,11 @@ def silent_server() -> Iterator[int]:
             except OSError:
                 continue
             held.append(conn)
+            connected.set()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield int(server.getsockname()[1])
+    yield SilentServer(int(server.getsockname()[1]), connected)
     stop.set()
     thread.join(timeout=5)
     for conn in held:
@@ -236,9 +257,32 @@ def silent_server() -> Iterator[int]:
     server.close()
 
 
-def test_second_sigint_kills_a_hanging_init(terraform_binary: str, silent_server: int, tmp_path: Path) -> None:
+# Stands in for terraform during `init` (any other subcommand is the real binary, exec'd): runs the real
+# binary as its child, in the same process group, so a signal strata sends to the group reaches both.
+# Each SIGINT it gets is noted in a file and printed (to the output strata follows); when terraform exits
+# by itself, that is noted too. A SIGKILL of the group leaves no note.
+NOTING_TERRAFORM = """#!{python}
+import os, signal, subprocess, sys
+real, notes = {real!r}, {notes!r}
+if "init" not in sys.argv[1:]:
+    os.execv(real, [real, *sys.argv[1:]])
+
+def note(text):
+    with open(notes, "a") as handle:
+        handle.write(text + "\\n")
+    os.write(1, ("noting wrapper: " + text + "\\n").encode())
+
+signal.signal(signal.SIGINT, lambda signum, frame: note("SIGINT"))
+code = subprocess.Popen([real, *sys.argv[1:]]).wait()
+note(f"exited {{code}}")
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def test_second_sigint_kills_a_hanging_init(terraform_binary: str, silent_server: SilentServer,
+                                            tmp_path: Path) -> None:
     """Terraform waiting on a provider registry that does not answer: the first SIGINT is not enough."""
-    source = f"127.0.0.1:{silent_server}/acme/hang"
+    source = f"127.0.0.1:{silent_server.port}/acme/hang"
     repo = write_tree(tmp_path / "repo", {
         "strata.hcl": 'strata {}\nbackend "local" {}\n',
         "hangs/strata.hcl": "stack {}\n",
@@ -246,19 +290,29 @@ def test_second_sigint_kills_a_hanging_init(terraform_binary: str, silent_server
     })
     config = tmp_path / "terraform.rc"
     config.write_text("provider_installation {\n  direct {}\n}\ndisable_checkpoint = true\n", encoding="utf-8")
-    env = {"TF_CLI_CONFIG_FILE": str(config), "CHECKPOINT_DISABLE": "1", "STRATA_TERRAFORM": terraform_binary}
+    notes = tmp_path / "notes"
+    wrapper = tmp_path / "bin" / "terraform"
+    wrapper.parent.mkdir()
+    wrapper.write_text(NOTING_TERRAFORM.format(python=sys.executable, real=terraform_binary, notes=str(notes)),
+                       encoding="utf-8")
+    wrapper.chmod(0o755)
+    env = {"TF_CLI_CONFIG_FILE": str(config), "CHECKPOINT_DISABLE": "1", "STRATA_TERRAFORM": str(wrapper)}
     run = Running(["apply", "--yes", "--json", str(tmp_path / "r.json")], repo, env)
-    run.wait_for(lambda lines: any("Finding latest version of 127.0.0.1" in line for line in lines))
-    time.sleep(0.5)
+    # Terraform has connected to the registry and waits for its answer. (It gives up by itself 10 s after
+    # connecting, a TLS handshake timeout of its own: the steps below take a fraction of that.)
+    assert silent_server.connected.wait(120), run.output()
     run.signal(signal.SIGINT)
-    time.sleep(1.5)
+    # strata forwarded the SIGINT (the wrapper, in terraform's process group, got it) and still relays
+    # terraform's output after it: it waits for terraform instead of exiting
+    run.wait_for(lambda lines: any(line.endswith("noting wrapper: SIGINT") for line in lines))
     assert run.proc.poll() is None, "terraform init does not stop at once: the first SIGINT waits for it"
     run.signal(signal.SIGINT)
-    began = time.monotonic()
-    code = run.finish(timeout=30)
+    code = run.finish(timeout=60)
     assert code == 130, run.output()
-    assert time.monotonic() - began < 5
     data = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert data["interrupted"] is True
     assert [s["status"] for s in data["stacks"]] == ["interrupted"]
     assert_no_processes_left(repo)
+    # Terraform got one SIGINT and never exited by itself (no "exited" note, and nothing runs any more): the
+    # second signal killed it, with its whole process group.
+    assert notes.read_text(encoding="utf-8").splitlines() == ["SIGINT"], run.output()

@@ -6,6 +6,7 @@ threading events, so each property is checked deterministically rather than by s
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -21,6 +22,7 @@ from strata.terraform.process import ProcessGroup
 from strata.workspace import Workspace
 
 HANG = 20.0  # seconds after which a scheduler run is considered hung
+WAIT = 10.0  # seconds a work function waits for an event before it gives up (only when something is broken)
 
 
 class Recorder:
@@ -96,7 +98,7 @@ def test_a_node_starts_as_soon_as_its_own_dependencies_finish_not_after_unrelate
     def body(node: str) -> Outcome:
         if node == "c":
             c_started.set()
-        if node == "slow" and c_started.wait(5):
+        if node == "slow" and c_started.wait(WAIT):
             slow_saw_c.set()
         return Outcome(OK)
 
@@ -108,21 +110,29 @@ def test_a_node_starts_as_soon_as_its_own_dependencies_finish_not_after_unrelate
     assert recorder.index("finish", "slow") < recorder.index("start", "b")
 
 
-def test_start_and_finish_times_show_overlap_with_unrelated_slow_work() -> None:
-    times: dict[str, tuple[float, float]] = {}
+def test_start_and_finish_order_shows_overlap_with_unrelated_slow_work() -> None:
+    # "slow" is slow by waiting for c to have finished (a scheduler working in waves never runs c before
+    # slow ends: slow then gives up after WAIT). Marks come from one counter, not a clock.
+    marks: dict[str, tuple[int, int]] = {}
+    counter = itertools.count()
     lock = threading.Lock()
+    c_finished = threading.Event()
 
     def work(node: str) -> Outcome:
-        started = time.monotonic()
-        time.sleep(0.8 if node == "slow" else 0.05)
         with lock:
-            times[node] = (started, time.monotonic())
+            started = next(counter)
+        if node == "slow":
+            c_finished.wait(WAIT)
+        with lock:
+            marks[node] = (started, next(counter))
+        if node == "c":
+            c_finished.set()
         return Outcome(OK)
 
     run_scheduler(["a", "b", "c", "slow"], {"c": {"a"}, "b": {"slow"}}, work, parallelism=4)
-    assert times["c"][0] >= times["a"][1]  # c waited for its dependency ...
-    assert times["c"][1] < times["slow"][1]  # ... but not for the slow, unrelated one
-    assert times["b"][0] >= times["slow"][1]
+    assert marks["c"][0] > marks["a"][1]  # c waited for its dependency ...
+    assert marks["c"][1] < marks["slow"][1]  # ... but not for the slow, unrelated one
+    assert marks["b"][0] > marks["slow"][1]
 
 
 def test_dependencies_always_finish_before_their_dependents_start() -> None:
@@ -152,8 +162,7 @@ def test_the_concurrency_limit_is_never_exceeded_and_is_reached(parallelism: int
 
     def body(node: str) -> Outcome:
         if node in first:
-            barrier.wait(timeout=5)  # the first `parallelism` nodes must all be running together
-        time.sleep(0.02)
+            barrier.wait(timeout=WAIT)  # the first `parallelism` nodes must all be running together
         return Outcome(OK)
 
     nodes = [f"n{i:02d}" for i in range(12)]
@@ -174,16 +183,21 @@ def test_parallelism_below_one_still_runs_one_at_a_time() -> None:
 def test_dependents_of_a_failed_node_are_skipped_transitively_while_independent_nodes_finish() -> None:
     recorder = Recorder()
     finished: list[str] = []
+    a_failed = threading.Event()
 
     def body(node: str) -> Outcome:
         if node == "a":
             return Outcome(FAILED, "boom")
-        time.sleep(0.05)
+        a_failed.wait(WAIT)  # e and f are still running when a fails
         return Outcome(OK)
 
+    def on_finish(node: str, outcome: Outcome) -> None:
+        finished.append(node)
+        if node == "a":
+            a_failed.set()
+
     edges = {"b": {"a"}, "c": {"b"}, "d": {"c", "e"}, "e": set(), "f": set()}
-    results = run_scheduler(["a", "b", "c", "d", "e", "f"], edges, recording(recorder, body),
-                            on_finish=lambda node, outcome: finished.append(node))
+    results = run_scheduler(["a", "b", "c", "d", "e", "f"], edges, recording(recorder, body), on_finish=on_finish)
     status = {n: r.status for n, r in results.items()}
     assert status == {"a": FAILED, "b": SKIPPED, "c": SKIPPED, "d": SKIPPED, "e": OK, "f": OK}
     assert results["a"].detail == "boom"
@@ -221,17 +235,25 @@ def test_fail_fast_starts_nothing_new_after_the_first_failure() -> None:
 
 def test_fail_fast_lets_running_work_finish() -> None:
     b_running = threading.Event()
+    a_failed = threading.Event()  # the scheduler has taken a's failure in
+    b_saw_a_fail = threading.Event()
 
     def work(node: str) -> Outcome:
         if node == "a":
-            assert b_running.wait(5)
+            assert b_running.wait(WAIT)
             return Outcome(FAILED, "no")
         if node == "b":
             b_running.set()
-            time.sleep(0.3)  # still running when a fails
+            if a_failed.wait(WAIT):  # still running when a fails
+                b_saw_a_fail.set()
         return Outcome(OK)
 
-    results = run_scheduler(["a", "b", "c"], {}, work, parallelism=2, fail_fast=True)
+    def on_finish(node: str, outcome: Outcome) -> None:
+        if node == "a":
+            a_failed.set()
+
+    results = run_scheduler(["a", "b", "c"], {}, work, parallelism=2, fail_fast=True, on_finish=on_finish)
+    assert b_saw_a_fail.is_set(), "b was not running any more when a failed"
     assert results["a"].status == FAILED
     assert results["b"].status == OK
     assert results["c"].status == SKIPPED and "fail-fast" in results["c"].detail
@@ -328,27 +350,32 @@ def test_interrupt_from_a_work_function_stops_new_starts_and_skips_the_rest() ->
     assert group.interrupted and not group.killed
 
 
-def test_interrupt_from_a_timer_thread_marks_failing_running_work_interrupted() -> None:
+def test_interrupt_from_another_thread_marks_failing_running_work_interrupted() -> None:
     group = ProcessGroup()
     recorder = Recorder()
-    both_running = threading.Barrier(2)
+    both_running = threading.Barrier(3)  # a, b and the interrupting thread
+    interrupted = threading.Event()
 
     def body(node: str) -> Outcome:
         if node in ("a", "b"):
-            both_running.wait(timeout=5)
-            deadline = time.monotonic() + 5
-            while not group.interrupted and time.monotonic() < deadline:
-                time.sleep(0.01)
+            both_running.wait(timeout=WAIT)
+            interrupted.wait(WAIT)
             return Outcome(FAILED, "terraform exited 1")  # what an interrupted terraform looks like
         return Outcome(OK)
 
-    timer = threading.Timer(0.3, group.interrupt)
-    timer.start()
+    def interrupt_once_both_run() -> None:
+        both_running.wait(timeout=WAIT)
+        group.interrupt()
+        interrupted.set()
+
+    interrupter = threading.Thread(target=interrupt_once_both_run, daemon=True)
+    interrupter.start()
     try:
         results = run_scheduler(["a", "b", "c", "d"], {"d": {"a"}}, recording(recorder, body),
                                 parallelism=2, group=group)
     finally:
-        timer.cancel()
+        interrupter.join(WAIT)
+    assert group.interrupted
     assert recorder.started() == ["a", "b"]
     assert results["a"].status == INTERRUPTED and results["b"].status == INTERRUPTED
     assert results["c"].status == SKIPPED and "interrupted" in results["c"].detail
@@ -386,7 +413,7 @@ def test_sigint_to_strata_interrupts_gracefully_then_kills_and_restores_handlers
     def work(node: str) -> Outcome:
         if node == "a":
             os.kill(os.getpid(), signal.SIGINT)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + WAIT  # the handlers run in the main thread, which the scheduler owns
             while not group.interrupted and time.monotonic() < deadline:
                 time.sleep(0.01)
             seen["interrupted_after_first"] = group.interrupted

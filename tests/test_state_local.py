@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -58,11 +58,26 @@ SLOW = (
     "}\n"
 )
 
+# The stack of test_concurrent_applies_serialise_on_terraforms_lock: replaced by every apply, as each passes
+# its own TF_VAR_run; with STRATA_TEST_GATE set, its provisioner then holds terraform (and the lock) open
+# until that file exists.
+GATED = (
+    'variable "run" {\n  type = string\n}\n'
+    'resource "null_resource" "slow" {\n'
+    "  triggers = { run = var.run }\n"
+    '  provisioner "local-exec" {\n'
+    '    command = "[ -z \\"$STRATA_TEST_GATE\\" ] || while [ ! -f \\"$STRATA_TEST_GATE\\" ]; do sleep 0.1; done"\n'
+    "  }\n"
+    "}\n"
+)
+
 # Locks a state file as Terraform's local backend does (statemgr/filesystem.go), then waits: argv is
-# path, Who, seconds to hold. Prints "locked" once it holds the lock.
+# path, Who, seconds to hold and, optionally, a file whose creation releases the lock sooner. Prints
+# "locked" once it holds the lock.
 HOLDER = r"""
 import fcntl, json, os, sys, time
 path, who, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+release = sys.argv[4] if len(sys.argv) > 4 else None
 os.makedirs(os.path.dirname(path), exist_ok=True)
 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -71,7 +86,12 @@ with open(info, "w") as handle:
     json.dump({"ID": "0b4c2a1e-held-by-test", "Operation": "OperationTypeApply", "Info": "", "Who": who,
                "Version": "1.11.4", "Created": "2026-01-02T03:04:05.000000006Z", "Path": path}, handle)
 print("locked", flush=True)
-time.sleep(seconds)
+if release:
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.01)
+else:
+    time.sleep(seconds)
 os.remove(info)
 """
 
@@ -556,7 +576,8 @@ def test_exact_write_over_a_state_with_outputs_is_not_over_an_empty_one(tmp_path
         write_state(repo, stack, store, state_bytes(10), operation="replicate", exact=True)
 
 
-def test_write_state_waits_for_a_lock_up_to_the_timeout(tmp_path: Path, processes: Processes) -> None:
+def test_write_state_waits_for_a_lock_up_to_the_timeout(tmp_path: Path, processes: Processes,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     repo = make_repo(tmp_path / "repo")
     path = put_state(repo, state_bytes(5))
     stack = load_stack(repo)
@@ -568,11 +589,26 @@ def test_write_state_waits_for_a_lock_up_to_the_timeout(tmp_path: Path, processe
 
     first.kill()
     first.wait(timeout=30)
-    processes.holder(HOLDER, str(path), "dave@build-8", "1.5")  # holds 1.5 s, then releases
-    started = time.monotonic()
+    # The holder lets go once write_state has been refused the lock (then it has to wait for it).
+    release = tmp_path / "release"
+    second = processes.holder(HOLDER, str(path), "dave@build-8", "300", str(release))
+    refused = threading.Event()
     with open_store(repo, stack) as store:
-        result = write_state(repo, stack, store, state_bytes(1), operation="waited", lock_timeout=30)
-    assert time.monotonic() - started >= 1.0, "it waited for the holder"
+        lock = store.lock
+
+        def lock_then_release(info: LockInfo) -> None:
+            try:
+                lock(info)
+            except StateLocked:
+                if not refused.is_set():
+                    refused.set()
+                    release.touch()
+                raise
+
+        monkeypatch.setattr(store, "lock", lock_then_release)
+        result = write_state(repo, stack, store, state_bytes(1), operation="waited", lock_timeout=120)
+    assert refused.is_set(), "it waited for the holder"
+    assert second.wait(timeout=30) == 0, "the holder let go"
     assert result.serial == 6 and serial_of(repo) == 6
 
 
@@ -669,30 +705,42 @@ def slow_id(repo: Path) -> str:
     return str(resource["instances"][0]["attributes"]["id"])
 
 
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
 @pytest.mark.terraform
 def test_concurrent_applies_serialise_on_terraforms_lock(strata: Strata, tf_111: str,
                                                         provider_mirror: dict[str, str], tmp_path: Path,
                                                         processes: Processes) -> None:
-    """A holds the lock (its provisioner sleeps); B fails naming A's holder; C waits with --lock-timeout and
-    then builds on A's result: C replaces the very resource A created, so no update was lost.
+    """A holds the lock (its provisioner waits for a file the test creates); B fails naming A's holder; C waits
+    with --lock-timeout and then builds on A's result: C replaces the very resource A created, so no update
+    was lost.
 
     (Terraform writes intermediate states during an apply, more or fewer depending on how long it runs, so
-    the serial grows by at least one per apply, not by a fixed number.)"""
-    repo = make_repo(tmp_path / "repo", {"app": SLOW})
-    quick = tf_env(provider_mirror, tf_111)
-    assert strata("apply", "--yes", "-q", cwd=repo, env=quick).code == 0
+    the serial grows by at least one per apply, not by a fixed number. Each apply tags the resource with its
+    own name: the null provider's ids need not differ, as it seeds them with the time in seconds.)"""
+    repo = make_repo(tmp_path / "repo", {"app": GATED})
+    gate = tmp_path / "gate"
+
+    def env_of(run: str, *, held: bool = False) -> dict[str, str]:
+        env = {**tf_env(provider_mirror, tf_111), "TF_VAR_run": run}
+        return {**env, "STRATA_TEST_GATE": str(gate)} if held else env
+
+    assert strata("apply", "--yes", "-q", cwd=repo, env=env_of("start")).code == 0
     start_serial, start_id = serial_of(repo), slow_id(repo)
     lineage = StateDocument.parse(state_file(repo).read_bytes()).lineage
-    # The null provider draws ids from a generator seeded with the time in seconds: start A's create in a
-    # later second than the one above, so that their ids differ.
-    time.sleep(math.ceil(time.time()) - time.time() + 0.05)
 
-    holder = processes.strata("apply", "--yes", cwd=repo, env=tf_env(provider_mirror, tf_111, pause=6))
+    holder = processes.strata("apply", "--yes", cwd=repo, env=env_of("a", held=True))
     tf_pid = wait_for_terraform_lock(holder, repo)
     who = json.loads(info_file(repo).read_text())["Who"]
     assert who
 
-    waiter = processes.strata("apply", "--yes", "--lock-timeout", "60s", cwd=repo, env=quick)
+    waiter = processes.strata("apply", "--yes", "--lock-timeout", "300s", cwd=repo, env=env_of("c"))
 
     listed = strata("locks", cwd=repo)
     assert listed.code == 0, listed.output
@@ -704,7 +752,7 @@ def test_concurrent_applies_serialise_on_terraforms_lock(strata: Strata, tf_111:
     assert row["lock"]["operation"] == "OperationTypeApply"
     assert row["lock"]["version"] == "1.11.4"
 
-    blocked = strata("apply", "--yes", "-q", cwd=repo, env=quick)
+    blocked = strata("apply", "--yes", "-q", cwd=repo, env=env_of("b"))
     assert blocked.code == 1, blocked.output
     assert "locked by" in blocked.output and who in blocked.output, blocked.output
 
@@ -714,8 +762,11 @@ def test_concurrent_applies_serialise_on_terraforms_lock(strata: Strata, tf_111:
     restore = strata("state", "restore", "app", "--version", "whatever", "--yes", cwd=repo)
     assert restore.code == 1 and "locked by" in restore.stderr, restore.output
 
-    assert holder.poll() is None and Path(f"/proc/{tf_pid}").exists(), \
-        "the held apply must still run while the others are tried (raise the pause)"
+    assert holder.poll() is None and Path(f"/proc/{tf_pid}").exists(), "the held apply waits for the gate"
+    wait_until(lambda: waiter.poll() is not None or terraform_apply_pid(repo / "app", waiter.pid) is not None,
+               "the waiting apply to start terraform")
+    assert waiter.poll() is None, finish(waiter)[1]
+    gate.touch()
     code, first = finish(holder)
     assert code == 0, first
     code, second = finish(waiter)
@@ -723,10 +774,13 @@ def test_concurrent_applies_serialise_on_terraforms_lock(strata: Strata, tf_111:
 
     # A replaced the starting resource; C replaced A's; the state holds C's
     assert DESTROYING.findall(first) == [start_id], first
+    assert re.search(r'"run"\s*=\s*"start"\s*->\s*"a"', first), first
     [a_id] = CREATED.findall(first)
     assert DESTROYING.findall(second) == [a_id], second
+    assert re.search(r'"run"\s*=\s*"a"\s*->\s*"c"', second), second
     [c_id] = CREATED.findall(second)
-    assert slow_id(repo) == c_id and len({start_id, a_id, c_id}) == 3
+    [resource] = StateDocument.parse(state_file(repo).read_bytes()).resources
+    assert slow_id(repo) == c_id and resource["instances"][0]["attributes"]["triggers"] == {"run": "c"}
     final = StateDocument.parse(state_file(repo).read_bytes())
     assert final.serial >= start_serial + 2 and final.lineage == lineage
     assert not info_file(repo).exists()
@@ -1038,8 +1092,10 @@ def test_bad_lock_timeout_of_apply_is_a_usage_error(strata: Strata, tf_111: str,
 
 
 HOLD_UNTIL_SIGNALLED = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
+# Ctrl-C as in a terminal, even when the tests run as a background job (started with SIGINT ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from strata.state.operations import holding_lock, open_store
 from strata.workspace import Workspace
 repo = Path(sys.argv[1])
