@@ -6,6 +6,7 @@ Every expected value in the tables below was produced by Terraform 1.11 (`terraf
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -264,3 +265,26 @@ def test_conversions() -> None:
     samples: tuple[Any, ...] = (None, True, 1, 1.5, "s", [], {})
     assert [type_name(v) for v in samples] == [
         "null", "bool", "number", "number", "string", "list", "object"]
+
+
+def test_replace_with_a_catastrophic_pattern_is_linear() -> None:
+    # Python's backtracking engine takes exponential time on this; RE2 (as in Terraform) does not
+    text = "a" * 200_000 + "b"
+    started = time.process_time()
+    assert call("replace", text, "/(a+)+$/", "") == text
+    assert call("replace", "a" * 40 + "!", "/(a|aa)+$/", "x") == "a" * 40 + "!"
+    assert time.process_time() - started < 5  # a guard against a hang, ~100x the expected
+
+
+def test_replace_refuses_a_result_too_big_to_build() -> None:
+    big = "x" * 100_000
+    assert "too long" in fails("replace", big, "", big)
+    assert "too long" in fails("replace", big, "/x/", big)
+    assert "too long" in fails("replace", big, "/(x)/", "$1" * 50)
+    assert call("replace", "abc", "", "-") == "-a-b-c-"
+    assert call("replace", "abc", "//", "-") == "-a-b-c-"
+
+
+def test_replace_with_an_invalid_pattern_prints_nothing_itself(capfd: pytest.CaptureFixture[str]) -> None:
+    assert "missing )" in fails("replace", "x", "/(/", "y")
+    assert capfd.readouterr().err == ""  # RE2 logs its errors to stderr unless told not to

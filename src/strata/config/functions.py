@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from strata.config.limits import MAX_FORMAT_WIDTH
+from strata.config.limits import MAX_FORMAT_WIDTH, MAX_STRING
 from strata.errors import FunctionError as FunctionError
 
 
@@ -175,16 +175,41 @@ def _split(separator: str, text: str) -> list[str]:
     return list(text) if separator == "" else text.split(separator)
 
 
+def _regex(pattern: str) -> Any:
+    """A compiled RE2 pattern, as Terraform's regex functions use: linear time whatever the pattern and
+    the text (Python's backtracking ``re`` hangs on ``(a+)+$``), and the same syntax Terraform accepts."""
+    import re2  # imported on first use: most repositories never call a regex function
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print its own copy of the error on stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise FunctionError(f"replace: invalid regular expression /{pattern}/: {reason}") from None
+
+
 def _replace(args: list[Any]) -> str:
     _arity("replace", args, 3)
     text, old, new = (to_string(a, "argument") for a in args)
     if len(old) > 1 and old.startswith("/") and old.endswith("/"):
-        try:
-            pattern = re.compile(old[1:-1])
-        except re.error as exc:
-            raise FunctionError(f"replace: invalid regular expression {old}: {exc}") from None
-        return pattern.sub(re.sub(r"\$(\d+)", r"\\\1", new), text)
+        pattern = _regex(old[1:-1])
+        template = re.sub(r"\$(\d+)", r"\\\1", new)
+        # every match adds at most the template plus, per group reference, the whole text
+        references = len(re.findall(r"\$\d+", new))
+        matches = sum(1 for _ in pattern.finditer(text)) if new else 0
+        _check_result_size(len(text) + matches * (len(new) + references * len(text)))
+        return str(pattern.sub(template, text))
+    if new and len(new) > len(old):
+        _check_result_size(len(text) + (len(text) + 1 if old == "" else text.count(old)) * (len(new) - len(old)))
     return text.replace(old, new)
+
+
+def _check_result_size(size: int) -> None:
+    """Refuse before building a string bigger than strata handles (a replace() that multiplies its input)."""
+    if size > MAX_STRING:
+        raise FunctionError(f"replace: the result would be too long (up to {size} characters; "
+                            f"the limit is {MAX_STRING})")
 
 
 def _join(args: list[Any]) -> str:
