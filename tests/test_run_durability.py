@@ -7,6 +7,7 @@ known point; every wait is for an event (a file, a process ending) with a genero
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -34,6 +35,28 @@ def wait_for(ready: Callable[[], bool], what: str, timeout: float = BOUND) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(tmp_path: Path) -> Any:
+    """Whatever a test leaves behind (it failed before opening its gate, or it killed a terraform whose
+    provider plugin and provisioner shell live on) is ended, so nothing outlives the test."""
+    yield
+    flags = tmp_path / "flags"
+    if flags.is_dir():
+        (flags / "GO").touch()
+    here = str(tmp_path.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if cwd == here or cwd.startswith(here + os.sep) or here in argv:
+            with contextlib.suppress(OSError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def gated(flags: Path) -> str:
