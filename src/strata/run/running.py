@@ -51,6 +51,8 @@ def record(root: Path, stack_path: str, pid: int, command: str, output: Path) ->
 def forget(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # only when empty: another run's record in the same stack keeps it
 
 
 def orphan(root: Path, stack_path: str) -> Running | None:
