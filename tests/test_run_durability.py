@@ -300,3 +300,26 @@ def test_an_unsaved_state_is_named_with_its_recovery_and_blocks_the_stack_until_
     assert not errored.exists()
     settled = strata("plan", "--detailed-exitcode", "s", cwd=repo, env=env)
     assert settled.code == 0, settled.output
+
+
+# -- a planted or damaged record -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("record", [
+    {"pid": "x"}, {"pid": None}, {"pid": 1.5}, {"pid": 99999999999999999999999}, {"pid": -1}, {"pid": 0},
+    {"pid": True}, {"pid": 1, "start_ticks": None}, {"pid": 1, "command": "apply\u001b[2J"},
+    {"pid": 1, "since": "\u001b]0;owned\u0007"}, {"extra": 1}, [], "garbage",
+], ids=lambda r: json.dumps(r)[:40])
+def test_a_planted_record_is_ignored_and_removed(strata: Strata, tf_111: str, provider_mirror: dict[str, str],
+                                                  tmp_path: Path, record: Any) -> None:
+    repo = make_repo(tmp_path / "repo", 'output "x" {\n  value = 1\n}\n')
+    folder = repo / ".strata" / "running" / "s"
+    folder.mkdir(parents=True)
+    # pid 1 runs for ever: a believed record naming it would lock the stack out for good
+    good = {"pid": 1, "strata_pid": 999_999, "command": "apply", "since": "2026-12-03T22:10:00Z",
+            "output": "o", "start_ticks": 1}
+    planted = {**good, **record} if isinstance(record, dict) else record
+    (folder / "1.json").write_text(json.dumps(planted), encoding="utf-8")
+    result = strata("plan", "s", cwd=repo, env={**provider_mirror, "STRATA_TERRAFORM": tf_111})
+    assert result.code == 0, result.output
+    assert "\u001b" not in result.output and "kill -INT" not in result.output
+    assert not (folder / "1.json").exists()

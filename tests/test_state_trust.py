@@ -649,3 +649,28 @@ def test_s3_timeouts_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
         with pytest.raises(StrataError, match=name):
             timeouts({})
         monkeypatch.setenv(name, "1")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder", "stdin-zero"])
+def test_push_reads_only_a_regular_file_of_bounded_size(kind: str, strata: Any, tmp_path: Path) -> None:
+    """A FIFO would block for ever and /dev/zero would fill the memory: both are refused at once."""
+    repo = write_tree(tmp_path / "repo", {"strata.hcl": 'strata {}\nbackend "local" {}\n',
+                                          "s/strata.hcl": "stack {}\n"})
+    source = tmp_path / "source"
+    if kind == "fifo":
+        os.mkfifo(source)
+    elif kind == "dev-zero":
+        source.symlink_to("/dev/zero")
+    elif kind == "folder":
+        source.mkdir()
+    if kind == "stdin-zero":
+        with open("/dev/zero", "rb") as zero:
+            proc = subprocess.run([sys.executable, "-m", "strata", "state", "push", "s", "-", "--yes"], cwd=repo,
+                                  stdin=zero, capture_output=True, text=True, timeout=120,
+                                  env={**os.environ, "NO_COLOR": "1"}, check=False)
+        assert proc.returncode == 1 and "more than 512 MiB" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    else:
+        result = strata("state", "push", "s", str(source), "--yes", cwd=repo, timeout=60)
+        assert result.code == 1 and "not a regular file" in result.stderr, result.output
+    assert not (repo / ".strata" / "state" / "s" / "terraform.tfstate").exists()

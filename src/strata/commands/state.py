@@ -195,6 +195,27 @@ def _replaced(result: WriteResult) -> None:
 # -- push ------------------------------------------------------------------------------------------------------
 
 
+PUSH_LIMIT = 512 * 1024 * 1024  # bytes: far above any real state, far below what would exhaust the memory
+
+
+def _read_state_file(file: str) -> bytes:
+    """A state file to push: a regular file (never a FIFO, which would block, or a device such as /dev/zero,
+    which would fill the memory) or standard input, of at most PUSH_LIMIT bytes."""
+    from strata.config.discover import read_config
+
+    if file != "-":
+        return read_config(file, file, limit=PUSH_LIMIT)
+    chunks: list[bytes] = []
+    size = 0
+    while size <= PUSH_LIMIT:
+        chunk = sys.stdin.buffer.read(1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    raise StateError(f"standard input holds more than {PUSH_LIMIT // (1024 * 1024)} MiB: not a state to push")
+
+
 def push(ws: Workspace, stack_arg: str, file: str, *, yes: bool, force_lineage: bool, lock_timeout: str,
          as_json: bool) -> int:
     """Write a state file (terraform's errored.tfstate, a backup) as the stack's state, under the write rules."""
@@ -206,11 +227,7 @@ def push(ws: Workspace, stack_arg: str, file: str, *, yes: bool, force_lineage: 
     root = ws.repository().root
     refuse_if_interrupted(root, {stack.path})
     timeout = duration_seconds(lock_timeout)
-    source = Path(file)
-    try:
-        contents = sys.stdin.buffer.read() if file == "-" else source.read_bytes()
-    except OSError as exc:
-        raise StateError(f"cannot read {file}: {exc.strerror or exc}") from None
+    contents = _read_state_file(file)
     if not yes:
         what = f"push {file} as the state of {stack.path or '.'}"
         confirm(what, f"{what}?")
@@ -218,7 +235,7 @@ def push(ws: Workspace, stack_arg: str, file: str, *, yes: bool, force_lineage: 
         result = do_push(root, stack, store, contents, file, force_lineage=force_lineage, lock_timeout=timeout)
     moved = None
     errored = root / stack.path / "errored.tfstate"
-    if file != "-" and errored.is_file() and source.resolve() == errored.resolve():
+    if file != "-" and errored.is_file() and Path(file).resolve() == errored.resolve():
         # saved now: keep terraform's file with the backups, so plan/apply no longer stop at it
         from strata.atomic import SECRET, private_dir, write_atomic
 

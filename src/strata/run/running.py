@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,10 +63,9 @@ def orphan(root: Path, stack_path: str) -> Running | None:
         return None
     found = None
     for path in sorted(folder.glob("*.json")):
-        try:
-            entry = Running(**json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError):
-            forget(path)  # unreadable: written by a strata that died mid-write
+        entry = _read(path)
+        if entry is None:
+            forget(path)  # unreadable, or not a record strata writes (cut short, or planted)
             continue
         if not _runs(entry):
             forget(path)
@@ -74,11 +74,36 @@ def orphan(root: Path, stack_path: str) -> Running | None:
     return found
 
 
+_PID_MAX = 1 << 22  # the kernel's largest pid_max
+_COMMAND = re.compile(r"[a-z][a-z0-9-]{0,31}")
+_SINCE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def _read(path: Path) -> Running | None:
+    """The record, when it is exactly what :func:`record` writes: a record is only ever believed (and its
+    words echoed) when every field has its type and shape, so a planted one cannot crash strata, lock a stack
+    for good (pid 1), advise signalling every process (pid 0 or -1) or write escape codes to the terminal."""
+    try:
+        data = json.loads(path.read_bytes()[:4096])
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or set(data) != {f.name for f in fields(Running)}:
+        return None
+    pid, strata_pid, ticks = data["pid"], data["strata_pid"], data["start_ticks"]
+    whole = all(type(n) is int and 1 < n < _PID_MAX for n in (pid, strata_pid))
+    if not whole or type(ticks) is not int or ticks < 0:
+        return None
+    command, since, output = data["command"], data["since"], data["output"]
+    if not (isinstance(command, str) and _COMMAND.fullmatch(command) and isinstance(since, str)
+            and _SINCE.fullmatch(since) and isinstance(output, str) and output.isprintable() and len(output) < 1024):
+        return None
+    return Running(pid, strata_pid, command, since, output, ticks)
+
+
 def _runs(entry: Running) -> bool:
     if not _alive(entry.pid):
         return False
-    ticks = _start_ticks(entry.pid)
-    return entry.start_ticks is None or ticks is None or ticks == entry.start_ticks
+    return _start_ticks(entry.pid) == entry.start_ticks  # the same process, not a reused pid
 
 
 def _alive(pid: int) -> bool:
