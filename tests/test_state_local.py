@@ -48,10 +48,11 @@ PAUSE = "STRATA_TEST_PAUSE"  # seconds the provisioner of the slow stack sleeps 
 ROOT_HCL = 'strata {}\nbackend "local" {}\n'
 NULL_A = 'resource "null_resource" "a" {\n  triggers = { name = "a" }\n}\n'
 NULL_B = 'resource "null_resource" "b" {\n  triggers = { name = "b" }\n}\n'
-# Replaced on every apply (the trigger changes), then its provisioner holds terraform (and the lock) open.
+# Replaced on every apply (a new uuid(); timestamp() repeats within a second), then its provisioner holds
+# terraform (and the lock) open.
 SLOW = (
     'resource "null_resource" "slow" {\n'
-    "  triggers = { at = timestamp() }\n"
+    "  triggers = { run = uuid() }\n"
     '  provisioner "local-exec" {\n'
     f'    command = "sleep $${{{PAUSE}:-0}}"\n'
     "  }\n"

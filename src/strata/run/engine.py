@@ -33,7 +33,7 @@ from strata.run.display import Display
 from strata.run.outputs import OutputReader
 from strata.run.redact import Secrets, open_log
 from strata.scheduler import CHANGES, FAILED, INTERRUPTED, OK, Outcome, Scheduler
-from strata.state.operations import live_local_holder, open_store, sound
+from strata.state.operations import duration_seconds, live_local_holder, open_store, sound
 from strata.terraform import commands as tf
 from strata.terraform.binary import TerraformBinary
 from strata.terraform.hclwrite import hcl_value
@@ -407,32 +407,46 @@ class Runner:
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
 
     def _terraform(self, stack: Stack, argv: list[str], cwd: Path, env: dict[str, str], log: IO[str]) -> Completed:
-        """Run terraform; retried while the pg backend's database-wide creation lock is busy.
+        """Run terraform, trying again where terraform gives up on a lock that nothing holds any more.
 
-        Terraform's pg backend takes advisory lock -1 whenever it creates a state row (``init`` of a new
-        stack) and tries it on every lock: another stack of the same database starting at that moment fails
-        with "already locked for workspace creation", although nobody holds this stack's lock. That
-        conflict is transient and nothing has run yet, so strata tries again (a real holder of this
-        stack's lock still fails at once, naming the holder).
+        - Terraform's pg backend takes advisory lock -1 whenever it creates a state row (``init`` of a new
+          stack) and tries it on every lock: another stack of the same database starting at that moment
+          fails with "already locked for workspace creation", although nobody holds this stack's lock.
+        - With ``-lock-timeout``, terraform gives up at once (not at the timeout) when it cannot read who
+          holds the lock: S3's lock file, for one, is read after the conditional write that found it, and a
+          holder that releases between the two leaves terraform with no lock info ("NoSuchKey").
+        Both fail before anything ran, so strata runs the command again (within ``--lock-timeout``, which
+        is passed on shortened by the time already spent). A real holder still fails at once without
+        ``--lock-timeout``, naming the holder.
         """
         delay = 0.5
+        creation_retries = 0
         orphan_cleared = False
-        for _ in range(6):
+        budget = duration_seconds(self.options.lock_timeout)
+        deadline = time.monotonic() + budget
+        while True:
             started = datetime.now(UTC) - timedelta(seconds=1)
             done = self._run_recorded(stack, argv, cwd, env, log)
             if done.exit_code in (0, 2) or done.interrupted or self.group.interrupted:
                 return done
-            if ("Error acquiring the state lock" in done.output and not orphan_cleared
-                    and self._clear_own_orphan_lock(stack, started, log)):
+            lock_failure = "Error acquiring the state lock" in done.output
+            if lock_failure and not orphan_cleared and self._clear_own_orphan_lock(stack, started, log):
                 orphan_cleared = True
                 continue
-            if "locked for workspace creation" not in done.output:
+            if "locked for workspace creation" in done.output and creation_retries < 5:
+                creation_retries += 1
+                log.write(f"strata: the pg backend's creation lock is busy (another stack is being created); "
+                          f"trying again in {delay:.1f}s\n")
+            elif lock_failure and budget > 0 and time.monotonic() + delay < deadline:
+                log.write(f"strata: terraform gave up on the lock before --lock-timeout={self.options.lock_timeout} "
+                          f"ran out (it could not read the holder's lock info); trying again in {delay:.1f}s\n")
+            else:
                 return done
-            log.write(f"strata: the pg backend's creation lock is busy (another stack is being created); "
-                      f"trying again in {delay:.1f}s\n")
             time.sleep(delay)
-            delay *= 2
-        return done
+            delay = min(delay * 2, 5.0)
+            if budget > 0:
+                left = max(0, int(deadline - time.monotonic()))
+                argv = [f"-lock-timeout={left}s" if a.startswith("-lock-timeout=") else a for a in argv]
 
     def _run_recorded(self, stack: Stack, argv: list[str], cwd: Path, env: dict[str, str], log: IO[str]) -> Completed:
         """One terraform process, writing to a file of the stack's log folder, recorded while it runs so that
