@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from conftest import EXAMPLE, write_tree
+from strata import __version__
 from strata.ci import generate, matrix
 from strata.errors import StrataError
 from strata.model.repository import Repository
@@ -117,7 +118,7 @@ def test_github_plan_on_pull_requests_posts_a_comment(example: Repository) -> No
     steps = plan["jobs"]["plan"]["steps"]
     runs = [s.get("run", "") for s in steps]
     assert 'strata plan --changed --base "origin/$BASE_REF" --summary-md plan.md' in runs
-    assert "pip install strata" in runs
+    assert f'pip install "tfstrata[all]=={__version__}"' in runs
     comment = next(s for s in steps if s.get("uses", "").startswith("actions/github-script@"))
     assert "createComment" in comment["with"]["script"]
     assert "plan.md" in comment["with"]["script"]
@@ -202,7 +203,7 @@ def test_gitlab_pipeline(with_production: Repository, tmp_path: Path) -> None:
     base = ci[".strata"]
     assert base["id_tokens"]["STRATA_ID_TOKEN"]["aud"] == "sts.amazonaws.com"  # OIDC
     assert 'export AWS_ROLE_ARN="$STRATA_AWS_ROLE_ARN"' in base["before_script"]
-    assert "pip install strata" in base["before_script"]
+    assert f'pip install "tfstrata[all]=={__version__}"' in base["before_script"]
     plan = ci["plan"]
     assert plan["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}]
     script = "\n".join(plan["script"])
@@ -237,6 +238,18 @@ def test_gitlab_without_production_has_no_manual_apply(example: Repository) -> N
 
 
 # --- Azure DevOps ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("provider", ["github", "gitlab", "azure-devops"])
+def test_every_pipeline_installs_tfstrata_pinned_never_the_unrelated_strata(
+        provider: str, with_production: Repository) -> None:
+    """`pip install strata` fetches someone else's project (no `strata` command, their code in a job that holds
+    cloud credentials): every install line names the distribution tfstrata at this version."""
+    for name, text in generate(provider, with_production).items():
+        installs = [line for line in text.splitlines() if "pip install" in line]
+        assert installs, name
+        for line in installs:
+            assert f'"tfstrata[all]=={__version__}"' in line and "install strata" not in line, (name, line)
+
 
 def test_azure_pipeline_structure(with_production: Repository) -> None:
     files = generate("azure-devops", with_production)

@@ -28,7 +28,9 @@ Set NO_COLOR (or pass --no-color) for plain output."""
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EPILOG)
-@click.version_option(__version__, "--version", prog_name="strata")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=lambda ctx, _p, value:
+              _print_version(ctx) if value else None,
+              help="Show strata's version and the terraform/tofu binary it would use, then exit.")
 @click.option("-C", "--chdir", type=click.Path(file_okay=False, path_type=Path),
               help="Run as if strata was started in DIR (like git -C).")
 @click.option("--no-color", is_flag=True, help="Plain output without colours (also: NO_COLOR=1).")
@@ -51,6 +53,25 @@ def cli(ctx: click.Context, chdir: Path | None, no_color: bool) -> None:
             raise click.BadParameter(f"{chdir} is not a folder", param_hint="-C")
         cwd = chdir.resolve()
     ctx.obj = Workspace(cwd=cwd)
+
+
+def _print_version(ctx: click.Context) -> None:
+    """strata's version (distribution tfstrata), and which terraform or tofu a run here would use."""
+    from strata.errors import StrataError
+    from strata.terraform.binary import find_binary
+    from strata.workspace import Workspace
+
+    click.echo(f"strata {__version__} (tfstrata)")
+    ws = Workspace(cwd=Path.cwd())
+    try:
+        configured, cache = ws.repository().settings.terraform_binary, ws.cache_dir
+    except StrataError:  # outside a repository, or its configuration has errors: what PATH offers
+        configured, cache = "terraform", None
+    try:
+        click.echo(find_binary(configured, cache).describe())
+    except StrataError as exc:
+        click.echo(f"terraform: none usable: {exc}")
+    ctx.exit(0)
 
 
 def selection_options(fn: F) -> F:

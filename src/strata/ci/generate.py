@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from strata import __version__
 from strata.errors import StrataError
 from strata.model.repository import Repository
 
@@ -32,7 +33,9 @@ SYSTEMS: tuple[System, ...] = ("github", "gitlab", "azure-devops")
 
 MAIN_BRANCH = "main"
 PYTHON_VERSION = "3.11"
-INSTALL = "pip install strata"
+# The distribution is tfstrata ("strata" on the package index is an unrelated project), pinned to this version;
+# [all] brings every backend's client (boto3 for s3, psycopg for pg)
+INSTALL = f'pip install "tfstrata[all]=={__version__}"'
 
 # Every action is pinned to a full commit SHA; the comment names the release it is.
 CHECKOUT = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2"
