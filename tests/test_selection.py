@@ -87,15 +87,49 @@ def test_a_layer_may_be_named_without_its_number(repo: Repository) -> None:
     assert select(repo, layers=["platform"]) == ["production/us-east-1/02-platform", "staging/us-east-1/02-platform"]
     assert select(repo, layers=["foundation"], environments=["production"], regions=["us-east-1"]) == [
         "production/us-east-1/01-foundation"]
-    assert select(repo, layers=["form"]) == []
+    assert select(repo, layers=["form"], allow_empty=True) == []
     # only layers are matched loosely
-    assert select(repo, environments=["prod"]) == []
+    assert select(repo, environments=["prod"], allow_empty=True) == []
 
 
 def test_tags(repo: Repository) -> None:
     assert select(repo, tags=["core"]) == ["production/us-east-1/01-foundation", "production/us-east-1/02-platform"]
-    assert select(repo, tags=["network", "nothing"]) == ["production/us-east-1/01-foundation"]
-    assert select(repo, tags=["nothing"]) == []
+    assert select(repo, tags=["network", "nothing"], allow_empty=True) == ["production/us-east-1/01-foundation"]
+    assert select(repo, tags=["nothing"], allow_empty=True) == []
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"environments": ["prodution"]},
+     "--env prodution: no environment 'prodution' in this repository (did you mean 'production'?); "
+     "environments here: dev, production, staging"),
+    ({"regions": ["us-east1"]}, "--region us-east1: no region 'us-east1' in this repository (did you mean 'us-east-1'"),
+    ({"layers": ["platfrom"]}, "(did you mean 'platform' or '02-platform'?); layers here: 01-foundation, 01-net, "
+                               "02-platform"),
+    ({"clients": ["ezar"]}, "--client ezar: no client 'ezar' in this repository (did you mean 'ezra'?)"),
+    ({"tags": ["networks"]}, "--tag networks: no tag 'networks' in this repository (did you mean 'network'?)"),
+    ({"tags": ["network", "nothing"]}, "no tag 'nothing'"),  # one typo among several values is still a typo
+    ({"paths": ["production/*/clints/*"]},
+     "no stack matches the pattern 'production/*/clints/*' (did you mean 'production/us-east-1/clients/ezra'"),
+    ({"paths": ["production/us-east-2"]},
+     "no stacks under 'production/us-east-2' (did you mean 'production/us-east-1'"),
+    ({"environments": ["staging"], "clients": ["ezra"]},
+     "no stack matches --env staging --client ezra (run `strata ls` to see the stacks; --allow-empty to accept"),
+])
+def test_a_selection_that_matches_nothing_is_a_typo_with_the_nearest_names(
+        repo: Repository, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        select(repo, **kwargs)
+    assert message in raised.value.message
+    assert raised.value.exit_code == 64
+    if kwargs != {"tags": ["network", "nothing"]}:
+        assert select(repo, **kwargs, allow_empty=True) == []  # --allow-empty: nothing, successfully
+
+
+def test_a_changed_selection_may_be_empty(repo: Repository) -> None:
+    """With --changed, nothing affected is an answer, not a typo (a pull request that touches no stack)."""
+    selection = Selection(changed=True, environments=["staging"])
+    selection.change_set = type("Changes", (), {"affected": {}})()
+    assert selection.apply(repo, repo.root) == []
 
 
 def test_paths_and_filters_combine(repo: Repository) -> None:
@@ -131,3 +165,22 @@ def test_resolve_stack(repo: Repository) -> None:
     assert repo.resolve_stack("staging/us-east-1/02-platform/", here).path == "staging/us-east-1/02-platform"
     with pytest.raises(UsageError, match="no stack at 'production'"):
         repo.resolve_stack("production", repo.root)
+    with pytest.raises(UsageError, match=r"no stack at 'production/us-east-1/01-fundation' \(did you mean "
+                                         r"'production/us-east-1/01-foundation'"):
+        repo.resolve_stack("production/us-east-1/01-fundation", repo.root)
+
+
+def test_a_typo_on_the_command_line_exits_64_before_anything_runs(strata: Any, tmp_path: Path) -> None:
+    write_tree(tmp_path, FILES)
+    for args in (["apply", "--env", "prodution", "--yes"], ["plan", "--layer", "platfrom"],
+                 ["ls", "production/*/clints/*"], ["render", "production/us-east-1/01-fundation"],
+                 ["destroy", "staging/us-east-2", "--yes"]):
+        result = strata(*args, cwd=tmp_path)
+        assert result.code == 64, (args, result.output)
+        assert "did you mean" in result.stderr, (args, result.stderr)
+    assert strata("ls", "prod*/x*", cwd=tmp_path).code == 64
+    assert not (tmp_path / ".strata" / "logs").exists()  # nothing ran
+    empty = strata("apply", "--env", "prodution", "--yes", "--allow-empty", cwd=tmp_path)
+    assert empty.code == 0 and "no stacks selected" in empty.output, empty.output
+    from_env = strata("ls", "--env", "prodution", cwd=tmp_path, env={"STRATA_ALLOW_EMPTY": "1"})
+    assert from_env.code == 0, from_env.output

@@ -22,6 +22,8 @@ The whole tree::
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -136,3 +138,11 @@ class BackendError(StrataError):
 
 class StateFormatError(StrataError, ValueError):
     """The bytes are not a Terraform state strata can work with."""
+
+
+def did_you_mean(value: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x' or 'y'?)`` for the names nearest to ``value``, or nothing."""
+    close = difflib.get_close_matches(value, list(known), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"

@@ -95,6 +95,9 @@ def selection_options(fn: F) -> F:
                                                    "(default: the remote default branch, else main)."),
         click.option("--no-dependents", is_flag=True,
                      help="With --changed: do not add the stacks that depend on an affected stack."),
+        click.option("--allow-empty", is_flag=True, envvar="STRATA_ALLOW_EMPTY",
+                     help="A selection that matches no stack succeeds doing nothing (default: exit 64, with the "
+                          "nearest names, as a typo must not pass for success)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -110,6 +113,7 @@ def _selection(kwargs: dict[str, Any]) -> Any:
         clients=list(kwargs.pop("clients")), clouds=list(kwargs.pop("clouds")),
         accounts=list(kwargs.pop("accounts")), tags=list(kwargs.pop("tags")), all=kwargs.pop("select_all"),
         changed=kwargs.pop("changed"), base=kwargs.pop("base"), dependents=not kwargs.pop("no_dependents"),
+        allow_empty=kwargs.pop("allow_empty"),
     )
 
 

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 from strata.config.settings import Settings
-from strata.errors import Diagnostic, ProblemsFound, UsageError
+from strata.errors import Diagnostic, ProblemsFound, UsageError, did_you_mean
 from strata.model.graph import StackGraph
 from strata.model.stack import Stack
 
@@ -54,7 +54,8 @@ class Repository:
         for candidate in _path_candidates(arg, self.root, cwd):
             if candidate in self.stacks:
                 return self.stacks[candidate]
-        raise UsageError(f"no stack at {arg!r} (run `strata ls` to see the stacks)")
+        nearest = did_you_mean(_path_candidates(arg, self.root, cwd)[-1], self.stacks)
+        raise UsageError(f"no stack at {arg!r}{nearest} (run `strata ls` to see the stacks)")
 
 
 def display_path(root: Path, cwd: Path, rel: str) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from strata.errors import UsageError
+from strata.errors import UsageError, did_you_mean
 from strata.model.repository import Repository
 from strata.model.stack import Stack
 
@@ -31,9 +32,16 @@ class Selection:
     base: str | None = None
     dependents: bool = True  # with changed: stacks depending on an affected stack are affected too
     change_set: Any = field(default=None, repr=False)  # the ChangeSet once computed (reasons for --explain)
+    allow_empty: bool = False  # a selection that matches nothing is a typo (exit 64) unless this is set
 
     def apply(self, repo: Repository, cwd: Path) -> list[Stack]:
-        """The selected stacks, sorted by path."""
+        """The selected stacks, sorted by path.
+
+        A typo must not look like success: a dimension value, tag or glob that matches no stack of the
+        repository, or a selection that matches nothing, is a usage error with the nearest names, unless
+        ``allow_empty``. With ``changed``, an empty result is an answer (the change affects nothing there).
+        """
+        self._check_known(repo)
         prefixes, globs = self._paths(repo, cwd)
         affected: set[str] | None = None
         if self.changed:
@@ -53,20 +61,67 @@ class Selection:
             if not self._dimensions_match(stack):
                 continue
             out.append(stack)
+        if not out and not self.allow_empty and not self.changed and self._asked():
+            raise UsageError(f"no stack matches {self._describe()} (run `strata ls` to see the stacks; "
+                             "--allow-empty to accept an empty selection)")
         return out
+
+    def _asked(self) -> bool:
+        return bool(self.paths or self.environments or self.regions or self.layers or self.clients
+                    or self.clouds or self.accounts or self.tags)
+
+    def _describe(self) -> str:
+        parts = [" ".join(self.paths)] if self.paths else []
+        for flag, values in (("--env", self.environments), ("--region", self.regions), ("--layer", self.layers),
+                             ("--client", self.clients), ("--cloud", self.clouds), ("--account", self.accounts),
+                             ("--tag", self.tags)):
+            parts.extend(f"{flag} {v}" for v in values)
+        return " ".join(parts)
+
+    def _check_known(self, repo: Repository) -> None:
+        """Every dimension value and tag asked for names something in the repository."""
+        if self.allow_empty:
+            return
+        stacks = list(repo.stacks.values())
+        checks: list[tuple[str, str, list[str], Callable[[Stack], Iterable[str | None]]]] = [
+            ("environment", "--env", self.environments, lambda s: [s.environment]),
+            ("region", "--region", self.regions, lambda s: [s.region]),
+            ("layer", "--layer", self.layers, lambda s: _layer_names(s.layer)),
+            ("client", "--client", self.clients, lambda s: [s.client]),
+            ("cloud", "--cloud", self.clouds, lambda s: [s.dimension("cloud")]),
+            ("account", "--account", self.accounts, lambda s: [s.dimension("account_id")]),
+            ("tag", "--tag", self.tags, lambda s: s.tags),
+        ]
+        for what, flag, wanted, values_of in checks:
+            if not wanted:
+                continue
+            known = {v for s in stacks for v in values_of(s) if v}
+            for value in wanted:
+                if value not in known:
+                    shown = sorted({v for s in stacks for v in list(values_of(s))[:1] if v})  # layers: full names
+                    listed = ", ".join(shown[:12]) + (", ..." if len(shown) > 12 else "") if shown else "none"
+                    nearest = did_you_mean(value, known)
+                    raise UsageError(f"{flag} {value}: no {what} {value!r} in this repository{nearest}; "
+                                     f"{what}s here: {listed}")
 
     def _paths(self, repo: Repository, cwd: Path) -> tuple[list[str], list[str]]:
         prefixes: list[str] = []
         globs: list[str] = []
         for arg in self.paths:
             if _GLOB_CHARS & set(arg):
-                globs.append(arg.strip("/"))
+                glob = arg.strip("/")
+                if not self.allow_empty and not any(fnmatch.fnmatchcase(p, glob) for p in repo.stacks):
+                    raise UsageError(f"no stack matches the pattern {arg!r}"
+                                     f"{did_you_mean(glob.replace('*', '').replace('?', ''), list(repo.stacks))} "
+                                     "(run `strata ls` to see the stacks)")
+                globs.append(glob)
                 continue
             prefix = _as_repo_path(arg, repo.root, cwd)
             if prefix is None:
                 raise UsageError(f"{arg!r} is outside the repository at {repo.root}")
-            if not any(_under(p, prefix) for p in repo.stacks):
-                raise UsageError(f"no stacks under {arg!r} (run `strata ls` to see the stacks)")
+            if not self.allow_empty and not any(_under(p, prefix) for p in repo.stacks):
+                raise UsageError(f"no stacks under {arg!r}{did_you_mean(prefix, stack_folders(repo.stacks))} "
+                                 "(run `strata ls` to see the stacks)")
             prefixes.append(prefix)
         if not self.paths and not self.all:
             here = _as_repo_path(".", repo.root, cwd)
@@ -87,6 +142,23 @@ class Selection:
             if wanted and not any(_dimension_equal(w, value, loose) for w in wanted):
                 return False
         return not (self.tags and not set(self.tags) & set(stack.tags))
+
+
+def _layer_names(layer: str | None) -> list[str | None]:
+    """A layer by its folder name and without its number (``02-platform``, ``platform``)."""
+    if layer is None:
+        return []
+    head, sep, tail = layer.partition("-")
+    return [layer, tail] if sep and head.isdigit() else [layer]
+
+
+def stack_folders(paths: Iterable[str]) -> set[str]:
+    """Every stack path and every folder above one (what a path prefix may name)."""
+    folders: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return folders
 
 
 def _dimension_equal(wanted: str, value: str | None, loose: bool) -> bool:
