@@ -40,6 +40,12 @@ def test_keys_are_quoted_only_when_needed(key: str, written: str) -> None:
     assert hcl_key(key) == written
 
 
+def test_an_object_key_for_is_quoted() -> None:
+    """``{ for = 1 }`` is the start of a for expression to terraform; a body's attribute ``for`` stays bare."""
+    assert hcl_value({"for": 1, "b": {"for": [2]}}) == '{\n  "for" = 1\n  b = {\n    "for" = [2]\n  }\n}'
+    assert attributes({"for": 1}) == "for = 1\n"
+
+
 def test_primitive_values() -> None:
     assert [hcl_value(v) for v in (None, True, False, 3, -2, 1.5, 2.0, 0.1)] == [
         "null", "true", "false", "3", "-2", "1.5", "2", "0.1"]
@@ -96,6 +102,7 @@ TRICKY: dict[str, Any] = {
     "strings": ["plain", 'a"b', "back\\slash", "new\nline\ttab", "${var.x}", "%{ if }", "$${already}", "ünïcødé ✓",
                 "\x01ctl", "$ {not}", "%", "$", "end$", "end%", "\u2028"],
     "map": {"k": [1, 2], "nested": {"deep": True}, "quoted key": "v", "9x": 1, "with-dash": None, "${k}": "%{v}"},
+    "keywords": {"for": "first", "null": None, "true": 1, "if": [{"for": "in a list"}]},
     "number": 1.5,
     "big": 12345678901234567890,
     "negative": -7,

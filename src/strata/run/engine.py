@@ -36,10 +36,10 @@ from strata.scheduler import CHANGES, FAILED, INTERRUPTED, OK, Outcome, Schedule
 from strata.state.operations import duration_seconds, live_local_holder, open_store, sound
 from strata.terraform import commands as tf
 from strata.terraform.binary import TerraformBinary
-from strata.terraform.hclwrite import hcl_value
 from strata.terraform.modules import code_files, local_modules
 from strata.terraform.process import Completed, ProcessGroup, run
 from strata.terraform.providers import ProviderStore
+from strata.terraform.variables import declared_variables, tf_var_text
 
 # Commands that may use a dependency's mock_outputs when it has no state yet. Never apply or refresh:
 # their results would be written to state from values that do not exist.
@@ -196,7 +196,7 @@ class Runner:
         if command not in NO_INPUTS:
             inputs, mocked = self._inputs(stack)
             data["mocked"] = mocked
-            env.update(_tf_vars(inputs))
+            env.update(_tf_vars(inputs, self.repo.root / stack.path))
         if self.group.interrupted:
             return Outcome(INTERRUPTED, "interrupted before it started")
         problem = self._ensure_init(stack, env, log)
@@ -230,6 +230,8 @@ class Runner:
         if mutating and done.exit_code == 0:
             self._remember(stack, command, log)
         unsaved = _file_identity(cwd / ERRORED_STATE) not in (None, errored_before)
+        if unsaved:
+            _private_file(cwd / ERRORED_STATE)  # the whole state, secrets included: terraform writes it 0644
         changes = tf.applied(done.output) if self._applying() else tf.changes(done.output)
         if changes is not None and not unsaved and done.signal is None:  # else nothing is known to be saved
             data.update(add=changes.add, change=changes.change, destroy=changes.destroy)
@@ -583,10 +585,14 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
-def _tf_vars(inputs: dict[str, Any]) -> dict[str, str]:
-    """Inputs as TF_VAR_* (strings raw, everything else as an HCL expression, as terraform reads them)."""
-    return {f"TF_VAR_{name}": value if isinstance(value, str) else hcl_value(value)
-            for name, value in inputs.items()}
+def _tf_vars(inputs: dict[str, Any], folder: Path) -> dict[str, str]:
+    """Inputs as TF_VAR_*, each written so that terraform reads back the value itself: how it reads one
+    depends on the variable's declared type (strata.terraform.variables)."""
+    try:
+        declared = declared_variables(folder)
+    except ConfigError:
+        declared = {}  # code strata cannot read: terraform reports it; meanwhile strings go as they are
+    return {f"TF_VAR_{name}": tf_var_text(value, declared.get(name)) for name, value in inputs.items()}
 
 
 def _private_file(path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -16,6 +17,11 @@ def hcl_string(text: str) -> str:
 
 def hcl_key(key: str) -> str:
     return key if _IDENT.match(key) else hcl_string(key)
+
+
+def _object_key(key: str) -> str:
+    # `{ for = 1 }` starts a for expression: an object's key `for` must be quoted (a body's attribute may not be)
+    return hcl_string(key) if key == "for" else hcl_key(key)
 
 
 def hcl_value(value: Any, indent: int = 0) -> str:
@@ -43,14 +49,18 @@ def hcl_value(value: Any, indent: int = 0) -> str:
     if isinstance(value, dict):
         if not value:
             return "{}"
-        return "{\n" + attributes(value, indent + 1) + end + "}"
+        return "{\n" + _attribute_lines(value, indent + 1, _object_key) + end + "}"
     raise TypeError(f"cannot write {type(value).__name__} as HCL")
 
 
 def attributes(values: dict[str, Any], indent: int = 0) -> str:
     """``name = value`` lines, with the ``=`` of consecutive one-line attributes aligned."""
+    return _attribute_lines(values, indent, hcl_key)
+
+
+def _attribute_lines(values: dict[str, Any], indent: int, key_text: Callable[[str], str]) -> str:
     pad = "  " * indent
-    rendered = [(hcl_key(k), hcl_value(v, indent)) for k, v in values.items()]
+    rendered = [(key_text(k), hcl_value(v, indent)) for k, v in values.items()]
     lines: list[str] = []
     group: list[tuple[str, str]] = []
 
