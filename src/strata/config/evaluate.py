@@ -33,6 +33,12 @@ class Scope(Protocol):
     def root(self, name: str, node: ast.Traversal, ctx: Context) -> Any: ...
 
 
+class Taint(Protocol):
+    """The run's secrets (strata.run.redact.Secrets): a value computed from a secret is one too."""
+
+    def derived(self, inputs: Any, result: Any) -> None: ...
+
+
 class Lazy:
     """A mapping whose entries are computed on first access (locals, stack context)."""
 
@@ -48,23 +54,35 @@ class Lazy:
 
 
 class Context:
-    """What an expression sees: its scope, the file it is written in, and for-expression variables."""
+    """What an expression sees: its scope, the file it is written in, for-expression variables, and where
+    values computed from secrets are registered (when it reads dependency outputs)."""
 
-    __slots__ = ("directory", "file", "reads", "scope", "vars", "work")
+    __slots__ = ("directory", "file", "reads", "scope", "secrets", "vars", "work")
 
     def __init__(self, scope: Scope, file: str, directory: str, reads: set[str] | None = None,
-                 variables: dict[str, Any] | None = None, work: list[int] | None = None) -> None:
+                 variables: dict[str, Any] | None = None, work: list[int] | None = None,
+                 secrets: Taint | None = None) -> None:
         self.scope = scope
         self.file = file
         self.directory = directory
         self.reads = reads if reads is not None else set()
         self.vars = variables
         self.work = work if work is not None else [0]  # for-expression iterations, shared per stack
+        self.secrets = secrets
 
     def with_vars(self, variables: dict[str, Any]) -> Context:
         merged = dict(self.vars or {})
         merged.update(variables)
-        return Context(self.scope, self.file, self.directory, self.reads, merged, self.work)
+        return Context(self.scope, self.file, self.directory, self.reads, merged, self.work, self.secrets)
+
+    def with_secrets(self, secrets: Taint | None) -> Context:
+        return Context(self.scope, self.file, self.directory, self.reads, self.vars, self.work, secrets)
+
+    def derived(self, inputs: Any, result: Any) -> Any:
+        """``result``, computed from ``inputs``: a secret when one of them holds a secret (see :class:`Taint`)."""
+        if self.secrets is not None:
+            self.secrets.derived(inputs, result)
+        return result
 
     def error(self, message: str, node: ast.Expr | int) -> ConfigError:
         line = node if isinstance(node, int) else node.line
@@ -84,11 +102,13 @@ def _template(node: ast.Template, ctx: Context) -> Any:
     if len(node.parts) == 1 and isinstance(node.parts[0], ast.Expr):
         return evaluate(node.parts[0], ctx)  # "${x}" keeps x's type, as in HCL
     out: list[str] = []
+    values: list[Any] = []
     for part in node.parts:
         if isinstance(part, str):
             out.append(part)
             continue
         value = evaluate(part, ctx)
+        values.append(value)
         what = f"${{{part.text()}}}" if isinstance(part, ast.Traversal) else "an interpolated value"
         if value is None:
             raise ctx.error(f"{what} is null and cannot be interpolated into a string", part)
@@ -99,7 +119,7 @@ def _template(node: ast.Template, ctx: Context) -> Any:
     text = "".join(out)
     if len(text) > MAX_STRING:
         raise ctx.error(f"the string is too long ({len(text)} characters; the limit is {MAX_STRING})", node)
-    return text
+    return ctx.derived(values, text)
 
 
 def _tuple(node: ast.TupleExpr, ctx: Context) -> Any:
@@ -222,7 +242,7 @@ def _call(node: ast.Call, ctx: Context) -> Any:
     except RecursionError:
         raise ctx.error(f"{name}(): the value is nested too deeply", node) from None
     check_size(result, ctx, node, f"{name}()")
-    return result
+    return ctx.derived(args, result)
 
 
 def check_size(value: Any, ctx: Context, node: ast.Expr, what: str = "the value") -> None:
@@ -311,7 +331,7 @@ def _unary(node: ast.Unary, ctx: Context) -> Any:
             raise ctx.error(f"the operand of ! must be a bool, got {type_name(value)}", node)
         return not value
     try:
-        return -to_number(value, "the operand of -")
+        return ctx.derived([value], -to_number(value, "the operand of -"))
     except FunctionError as exc:
         raise ctx.error(str(exc), node) from None
 
@@ -357,7 +377,7 @@ def _binary(node: ast.Binary, ctx: Context) -> Any:
         raise ctx.error(f"the result of {op} is too large (more than {MAX_NUMBER_BITS} bits)", node)
     if isinstance(result, float) and not math.isfinite(result):
         raise ctx.error(f"the result of {op} is too large (it is not finite)", node)
-    return result
+    return ctx.derived([left, right], result)
 
 
 def _equal(a: Any, b: Any) -> bool:

@@ -17,7 +17,7 @@ from strata.backends import BACKEND_TYPES, get_backend
 from strata.config import ast
 from strata.config.cache import CACHE_NAME, ParseCache
 from strata.config.discover import CONFIG_NAME, ancestors, config_dirs, read_config
-from strata.config.evaluate import Context, Lazy, check_size, evaluate, object_key
+from strata.config.evaluate import Context, Lazy, Taint, check_size, evaluate, object_key
 from strata.config.files import ConfigFile, DependencyDecl, decode
 from strata.config.functions import FunctionError, to_string, type_name
 from strata.config.limits import MAX_LOCAL_CHAIN, max_file_size, shorten
@@ -599,12 +599,14 @@ def default_state_key(path: str, values: dict[str, str | None]) -> str:
     return "/".join([*parts, "terraform.tfstate"])
 
 
-def resolve_inputs(stack: Stack, outputs: dict[str, dict[str, Any]], partial: bool = False) -> dict[str, Any]:
+def resolve_inputs(stack: Stack, outputs: dict[str, dict[str, Any]], partial: bool = False,
+                   secrets: Taint | None = None) -> dict[str, Any]:
     """The inputs of ``stack`` that read dependency outputs, evaluated with ``outputs``.
 
     ``outputs`` maps a dependency's name to its output values (real ones, or its mock_outputs).
     Raises ConfigError (with file:line) when an expression reads an output that is not there, unless
-    ``partial``: then such inputs are left out.
+    ``partial``: then such inputs are left out. Every value computed from one of ``secrets`` (the run's
+    sensitive outputs) joins them: ``upper(dependency.db.outputs.password)`` is as secret as the password.
     """
     scope_outputs = {name: {"outputs": values} for name, values in outputs.items()}
     resolved: dict[str, Any] = {}
@@ -612,16 +614,16 @@ def resolve_inputs(stack: Stack, outputs: dict[str, dict[str, Any]], partial: bo
         if not setting.has_deferred():
             continue
         try:
-            resolved[name] = _resolve(setting, scope_outputs)
+            resolved[name] = _resolve(setting, scope_outputs, secrets)
         except ConfigError:
             if not partial:
                 raise
     return resolved
 
 
-def _resolve(setting: Setting, scope_outputs: dict[str, dict[str, Any]]) -> Any:
+def _resolve(setting: Setting, scope_outputs: dict[str, dict[str, Any]], secrets: Taint | None) -> Any:
     if setting.children is not None:
-        return {key: _resolve(child, scope_outputs) for key, child in setting.children.items()}
+        return {key: _resolve(child, scope_outputs, secrets) for key, child in setting.children.items()}
     value = setting.value
     if not isinstance(value, Deferred):
         return value
@@ -629,6 +631,6 @@ def _resolve(setting: Setting, scope_outputs: dict[str, dict[str, Any]]) -> Any:
     assert isinstance(builder, _StackBuilder)
     builder.dependency_outputs = scope_outputs
     try:
-        return evaluate(value.expr, value.ctx)
+        return evaluate(value.expr, value.ctx.with_secrets(secrets))
     finally:
         builder.dependency_outputs = None

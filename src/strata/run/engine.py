@@ -126,7 +126,8 @@ class Runner:
         self.plan_dir = repo.root / ".strata" / "plans"
         self.providers = ProviderStore(repo.root, os.environ.get("TF_CLI_CONFIG_FILE") or default_cli_config())
         self.secrets = Secrets()  # every sensitive output read, redacted wherever strata writes
-        self.outputs = OutputReader(repo.root, fallback=self._outputs_from_terraform, secrets=self.secrets)
+        self.outputs = OutputReader(repo.root, fallback=self._outputs_from_terraform, secrets=self.secrets,
+                                    ignore_errored_state=options.ignore_errored_state)
         self.base_env: dict[str, str] = {}
         self._runs = itertools.count(1)  # numbers the terraform output files of the run
 
@@ -194,6 +195,7 @@ class Runner:
         if command == "apply" and self.options.saved_plans:
             self._saved_plan_meta(stack)  # refuse a missing or mocked plan before anything else
         if command not in NO_INPUTS:
+            self.outputs.learn_secrets(stack)  # its own state's secrets, older ones too: terraform may print them
             inputs, mocked = self._inputs(stack)
             data["mocked"] = mocked
             env.update(_tf_vars(inputs, self.repo.root / stack.path))
@@ -321,7 +323,7 @@ class Runner:
                             "used only by plan, validate and destroy")
                 raise StrataError(f'dependency "{dep.name}" ({dep.path}) has no state yet: {hint}', dep.source)
             values[dep.name] = outputs
-        return resolve_inputs(stack, values, partial=self.options.command == "run"), mocked
+        return resolve_inputs(stack, values, partial=self.options.command == "run", secrets=self.secrets), mocked
 
     def _outputs_from_terraform(self, stack: Stack) -> dict[str, Any] | None:
         """The slow path, for backends strata cannot read itself: init + terraform output -json."""

@@ -8,7 +8,11 @@ reader for every dependency whose outputs feed the run, selected or not) and rep
 ``(sensitive value)`` wherever it writes: terminal lines, failure details, the summary table, the JSON
 report, the pull-request summary and the logs it writes itself.
 
-What counts: every string and number leaf of a sensitive value (lists and maps of secrets included).
+What counts: every string and number leaf of a sensitive value (lists and maps of secrets included): outputs
+marked sensitive and resource attributes terraform marks sensitive (``sensitive_attributes``), in a state's
+current version and its recent previous ones (a rotated secret's old value stays in the dependents' state until
+they are applied, and their plans print it), and every value strata's own evaluation computes from a secret
+(``upper(...)``, ``"user:${...}"``: :meth:`Secrets.derived`).
 Strings shorter than four characters and numbers printed with fewer than four characters are left alone:
 replacing every ``1`` or ``yes`` would mangle the text ("Plan: 1 to add") and hides nothing worth hiding.
 Each string is also matched in the forms terraform prints it: JSON/HCL-escaped, template-escaped
@@ -108,6 +112,37 @@ class Secrets:
             if isinstance(entry, dict) and entry.get("sensitive"):
                 self.add(entry.get("value"))
 
+    def add_state(self, state: Any) -> None:
+        """The secrets of a parsed state: its outputs marked sensitive, and each resource attribute terraform
+        marks sensitive (a provider's ``sensitive`` attribute, or one set from a sensitive value)."""
+        if not isinstance(state, dict):
+            return
+        self.add_outputs(state.get("outputs"))
+        resources = state.get("resources")
+        for resource in resources if isinstance(resources, list) else []:
+            instances = resource.get("instances") if isinstance(resource, dict) else None
+            for instance in instances if isinstance(instances, list) else []:
+                if not isinstance(instance, dict) or not isinstance(instance.get("sensitive_attributes"), list):
+                    continue
+                for path in instance["sensitive_attributes"]:
+                    self.add(_attribute(instance.get("attributes"), path))
+
+    def derived(self, inputs: Any, result: Any) -> None:
+        """``result`` was computed from ``inputs`` (a function's arguments, a template's parts): when one of
+        them holds a secret, every new leaf of the result is secret too. Leaves passed through unchanged from
+        an input that is not secret stay visible (``merge(dependency.db.outputs, {...})`` keeps the host)."""
+        with self._lock:
+            known = self._values
+            tainted = False
+            visible: set[Secret] = set()
+            for leaf in leaves(inputs):
+                if leaf in known:
+                    tainted = True
+                else:
+                    visible.add(leaf)
+        if tainted:
+            self.add([leaf for leaf in leaves(result) if leaf not in visible])
+
     @property
     def values(self) -> frozenset[Secret]:
         with self._lock:
@@ -115,6 +150,25 @@ class Secrets:
 
     def redact(self, text: str) -> str:
         return self._redactor(text)
+
+
+def _attribute(attributes: Any, path: Any) -> Any:
+    """The value at a ``sensitive_attributes`` path (``[{"type": "get_attr", "value": "triggers"},
+    {"type": "index", "value": {"value": "password", "type": "string"}}]``); None where it does not lead."""
+    if not isinstance(path, list):
+        return None
+    value = attributes
+    for step in path:
+        key = step.get("value") if isinstance(step, dict) else None
+        if isinstance(step, dict) and step.get("type") == "index" and isinstance(key, dict):
+            key = key.get("value")
+        if isinstance(value, dict) and isinstance(key, str):
+            value = value.get(key)
+        elif isinstance(value, list) and isinstance(key, int | float) and 0 <= key < len(value):
+            value = value[int(key)]
+        else:
+            return None
+    return value
 
 
 class _RedactedLog(io.TextIOWrapper):
