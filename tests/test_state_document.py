@@ -124,6 +124,110 @@ def test_problems_lists_every_problem() -> None:
     assert len(problems) == 3, problems
 
 
+# -- the version-4 layout of resources and outputs: what Terraform's reader would refuse, at its JSON path -------
+
+def instance(**overrides: Any) -> dict[str, Any]:
+    return {"schema_version": 0, "attributes": {"id": "1"}, **overrides}
+
+
+def resource(**overrides: Any) -> dict[str, Any]:
+    return {"mode": "managed", "type": "null_resource", "name": "a",
+            "provider": 'provider["registry.terraform.io/hashicorp/null"]', "instances": [instance()], **overrides}
+
+
+@pytest.mark.parametrize(("resources", "problem"), [
+    ([{"foo": 1}], 'resources[0].mode is missing (it must be "managed" or "data")'),
+    (["a string"], 'resources[0] is "a string", not an object'),
+    ([resource(), resource(mode="manged")], 'resources[1].mode is "manged", not "managed" or "data"'),
+    ([resource(type=7)], "resources[0].type is 7, not a non-empty string"),
+    ([resource(name="")], 'resources[0].name is "", not a non-empty string'),
+    ([{k: v for k, v in resource().items() if k != "provider"}],
+     "resources[0].provider is missing (it must be a non-empty string)"),
+    ([resource(module=["x"])], "resources[0].module is an array, not a string"),
+    ([resource(instances={"0": instance()})], "resources[0].instances is an object, not a list"),
+    ([resource(instances=None)], "resources[0].instances is null, not a list"),
+    ([resource(instances=[instance(), 3])], "resources[0].instances[1] is 3, not an object"),
+    ([resource(instances=[instance(attributes=[1])])], "resources[0].instances[0].attributes is an array, not an "
+                                                       "object"),
+    ([resource(instances=[instance(attributes=None)])], "resources[0].instances[0].attributes is null, not an "
+                                                        "object"),
+    ([resource(instances=[{"schema_version": 0}])], "resources[0].instances[0] has no attributes (nor "
+                                                    "attributes_flat)"),
+    ([resource(instances=[{"schema_version": 0, "attributes_flat": {"id": 1}}])],
+     "resources[0].instances[0].attributes_flat holds a value that is not a string"),
+    ([resource(instances=[instance(schema_version="0")])], 'resources[0].instances[0].schema_version is "0", not a '
+                                                           "whole number"),
+    ([resource(instances=[instance(schema_version=-1)])], "resources[0].instances[0].schema_version is -1, not a "
+                                                          "whole number"),
+    ([resource(instances=[{"attributes": {}}])], "resources[0].instances[0].schema_version is missing (it must be "
+                                                 "a whole number)"),
+    ([resource(instances=[instance(index_key=1.5)])], "resources[0].instances[0].index_key is 1.5, not a whole "
+                                                      "number or a string"),
+])
+def test_problems_names_a_malformed_resource_at_its_json_path(resources: list[Any], problem: str) -> None:
+    problems = StateDocument.parse(raw(state(resources=resources))).problems()
+    assert problems[0] == problem and len(problems) == (5 if resources == [{"foo": 1}] else 1), problems
+
+
+@pytest.mark.parametrize(("outputs", "problem"), [
+    ({"id": "x"}, 'outputs.id is "x", not an object'),
+    ({"id": {"type": "string"}}, "outputs.id has no value"),
+])
+def test_problems_names_a_malformed_output(outputs: dict[str, Any], problem: str) -> None:
+    assert StateDocument.parse(raw(state(outputs=outputs))).problems() == [problem]
+
+
+def test_problems_of_every_layout_terraform_writes_are_none() -> None:
+    """Data sources, modules, count and for_each keys, deposed and tainted objects, 0.11-era flat attributes."""
+    resources = [
+        resource(), resource(mode="data", type="null_data_source", instances=[instance(), instance()]),
+        resource(module='module.m["a b"]', each="map", instances=[instance(index_key="a b"),
+                                                                 instance(index_key="c", status="tainted")]),
+        resource(each="list", instances=[instance(index_key=0), instance(index_key=1, deposed="00000001")]),
+        resource(instances=[{"schema_version": 1, "attributes_flat": {"id": "1", "tags.%": "0"}}]),
+        resource(instances=[instance(sensitive_attributes=[], private="bnVsbA==", dependencies=["null_resource.b"],
+                                     create_before_destroy=True)]),
+        resource(instances=[]),
+    ]
+    outputs = {"id": {"value": "x", "type": "string"}, "secret": {"value": None, "type": "string", "sensitive": True}}
+    assert StateDocument.parse(raw(state(resources=resources, outputs=outputs))).problems() == []
+
+
+def test_problems_names_the_first_few_in_resources_and_counts_the_rest() -> None:
+    problems = StateDocument.parse(raw(state(resources=[{"mode": "managed"}] * 100))).problems()
+    assert len(problems) == 6 and problems[0].startswith("resources[0].type is missing"), problems
+    assert problems[-1] == "and 395 more problem(s) in resources or outputs"
+
+
+def test_content_problems_leave_the_identity_aside() -> None:
+    doc = StateDocument.parse(raw(state(serial="7", lineage=None, resources=[{"foo": 1}])))
+    assert doc.content_problems() == doc.problems()[2:] and len(doc.content_problems()) == 5
+    assert doc.valid_serial is None and StateDocument.parse(raw(state())).valid_serial == 7
+
+
+# -- same contents: Terraform's one lineage and serial, one content --------------------------------------------
+
+def test_same_contents_leaves_the_header_aside() -> None:
+    """A newer terraform rewriting a state with nothing changed (key order, layout, terraform_version) is the
+    same state; any other difference is not."""
+    doc = StateDocument.parse(raw(state(resources=[resource()])))
+    rewritten = state(resources=[resource()], terraform_version="1.12.0")
+    assert doc.same_contents(StateDocument.parse(json.dumps(dict(reversed(rewritten.items()))).encode()))
+    assert not doc.conflicts_with(StateDocument.parse(raw(rewritten)))
+    for other in (state(), state(resources=[resource(name="b")]), state(resources=[resource()], check_results=[]),
+                  state(resources=[resource()], outputs={"x": {"value": 1, "type": "number"}})):
+        assert not doc.same_contents(StateDocument.parse(raw(other)))
+        assert doc.conflicts_with(StateDocument.parse(raw(other)))
+
+
+def test_conflicts_only_within_one_lineage_and_serial() -> None:
+    doc = StateDocument.parse(raw(state(resources=[resource()])))
+    for other in (state(serial=8), state(lineage="another"), state(lineage=None)):
+        assert not doc.conflicts_with(StateDocument.parse(raw(other)))
+    bad = StateDocument.parse(raw(state(serial="7")))
+    assert not bad.conflicts_with(StateDocument.parse(raw(state(serial="7", resources=[resource()]))))
+
+
 # -- with_identity ---------------------------------------------------------------------------------------------
 
 def test_with_identity_sets_serial_and_lineage_and_keeps_everything_else() -> None:

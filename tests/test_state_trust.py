@@ -27,7 +27,7 @@ from conftest import Result, write_tree
 from strata.backends.base import LockInfo
 from strata.errors import StrataError
 from strata.state.document import MAX_SERIAL, StateDocument, StateFormatError
-from strata.state.operations import Known, StateError, known_from, next_serial, open_store
+from strata.state.operations import Known, StateError, known_from, next_serial, open_store, write_state
 from strata.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -61,6 +61,13 @@ def state_bytes(serial: Any, lineage: str = LINEAGE, resources: int = 1, version
     return (json.dumps(data, indent=2) + "\n").encode()
 
 
+def with_resource(change: Callable[[dict[str, Any]], Any]) -> bytes:
+    """A state of serial 5 whose one resource ``change`` has damaged."""
+    data = json.loads(state_bytes(5))
+    data["resources"][0] = change(data["resources"][0]) or data["resources"][0]
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
 # Every kind of damage a current state can have. The first group is not a state at all; the second is
 # JSON that terraform cannot read (or would silently upgrade).
 DAMAGED: dict[str, bytes] = {
@@ -80,6 +87,9 @@ DAMAGED: dict[str, bytes] = {
     "string-serial": state_bytes("5"),
     "float-serial": state_bytes(5.5),
     "version-3": state_bytes(5, version=3),
+    "resource-without-fields": with_resource(lambda r: {"foo": 1}),
+    "instances-not-a-list": with_resource(lambda r: r.update(instances={"0": r["instances"][0]})),
+    "attributes-not-an-object": with_resource(lambda r: r["instances"][0].update(attributes="x")),
 }
 NOT_A_STATE = {"not-json", "whitespace", "null", "array", "truncated", "binary", "nuls", "deep-array",
                "deep-object", "deep-in-outputs"}
@@ -157,7 +167,7 @@ def test_every_damaged_state_is_refused_with_a_reason(kind: str) -> None:
     else:
         problems = StateDocument.parse(raw).problems()
         assert problems, kind
-        word = "format version" if kind == "version-3" else "serial"
+        word = "format version" if kind == "version-3" else "resources[0]" if "serial" not in kind else "serial"
         assert any(word in p for p in problems), problems
 
 
@@ -322,7 +332,7 @@ def test_dependents_refuse_mock_outputs_for_an_emptied_dependency(strata: Strata
 
 
 @pytest.mark.terraform
-@pytest.mark.parametrize("kind", ["version-3", "negative-serial", "deep-in-outputs"])
+@pytest.mark.parametrize("kind", ["version-3", "negative-serial", "deep-in-outputs", "instances-not-a-list"])
 def test_plan_stops_before_terraform_on_an_unusable_state(strata: Strata, tf_111: str,
                                                           provider_mirror: dict[str, str], tmp_path: Path,
                                                           kind: str) -> None:
@@ -450,7 +460,7 @@ def test_push_reads_stdin_and_takes_the_lock(tmp_path: Path) -> None:
     put_state(repo, state_bytes(4))
     stack = Workspace(cwd=repo).repository().stacks["app"]
     source = tmp_path / "in.tfstate"
-    source.write_bytes(state_bytes(4, resources=2))
+    source.write_bytes(state_bytes(5, resources=2))
     with open_store(repo, stack) as store:
         holder = LockInfo.new("OperationTypeApply")
         store.lock(holder)
@@ -465,6 +475,146 @@ def test_push_reads_stdin_and_takes_the_lock(tmp_path: Path) -> None:
         done = cli("state", "push", "app", "-", "--yes", cwd=repo, stdin=stdin.fileno())
     assert done.code == 0, done.output
     assert StateDocument.parse(state_file(repo).read_bytes()).resource_count == 2
+
+
+# -- one lineage and serial, one content (Terraform's rule): a lost update is reported and never written -----
+
+@pytest.mark.parametrize("where", ["current", "history"])
+def test_verify_names_both_versions_of_one_serial_with_other_contents(strata: Strata, tmp_path: Path,
+                                                                      where: str) -> None:
+    """The state rewritten with ``resources = []`` at the serial and lineage it had: one of the two is a lost
+    update, whether the rewrite is the current state or an older version."""
+    repo = make_repo(tmp_path / "repo")
+    remember(repo, state_bytes(4), state_bytes(5, resources=2))
+    if where == "current":
+        put_state(repo, state_bytes(5, resources=0))
+    else:
+        remember(repo, state_bytes(5, resources=0), state_bytes(6))
+        put_state(repo, state_bytes(6))
+    verified = strata("state", "verify", "--json", cwd=repo)
+    assert verified.code == 1, verified.output
+    [finding] = json.loads(verified.stdout)["findings"]
+    rows = versions(strata, repo)
+    kept = next(r["id"] for r in rows if r["serial"] == 5 and r["resources"] == 2)
+    rewrite = "the current state" if where == "current" else \
+        "version " + next(r["id"] for r in rows if r["serial"] == 5 and r["resources"] == 0)
+    assert finding["message"].startswith(f"version {kept} and {rewrite} both have serial 5 (lineage {LINEAGE}) "
+                                         "but other contents"), finding
+
+
+def test_verify_accepts_the_same_serial_rewritten_by_a_newer_terraform(strata: Strata, tmp_path: Path) -> None:
+    """Terraform compares states without their header: a rewrite by another version with nothing else
+    changed keeps its serial, and is no lost update."""
+    repo = make_repo(tmp_path / "repo")
+    remember(repo, state_bytes(5, resources=2))
+    data = json.loads(state_bytes(5, resources=2))
+    put_state(repo, json.dumps({**data, "terraform_version": "1.12.0"}).encode())
+    verified = strata("state", "verify", cwd=repo)
+    assert verified.code == 0, verified.output
+
+
+def test_push_refuses_other_contents_at_the_current_serial(strata: Strata, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    current = put_state(repo, state_bytes(5, resources=2)).read_bytes()
+    stale = tmp_path / "stale.tfstate"
+    stale.write_bytes(state_bytes(5, resources=0))  # made from serial 4, or edited by hand without a new serial
+    refused = strata("state", "push", "app", str(stale), "--yes", cwd=repo)
+    assert refused.code == 1, refused.output
+    assert (f"refusing to write {stale}: it has the current state's lineage and serial (5) but other contents"
+            in refused.stderr), refused.output
+    assert "nothing was written" in refused.stderr and "set its serial to 6" in refused.stderr
+    assert state_file(repo).read_bytes() == current and backups(repo) == []
+
+    stale.write_bytes(state_bytes(6, resources=0))  # what the message asks for
+    pushed = strata("state", "push", "app", str(stale), "--yes", "--json", cwd=repo)
+    assert pushed.code == 0, pushed.output
+    assert json.loads(pushed.stdout)["serial"] == 7
+
+
+def test_push_takes_the_same_serial_from_the_same_contents_and_from_terraforms_errored_state(
+        strata: Strata, tmp_path: Path) -> None:
+    """A newer terraform's rewrite of the same state, and terraform's errored.tfstate, which it made from the
+    current state and could not save (so it still has the serial it read)."""
+    repo = make_repo(tmp_path / "repo")
+    put_state(repo, state_bytes(5, resources=2))
+    same = tmp_path / "same.tfstate"
+    same.write_bytes(state_bytes(5, resources=2).replace(b'"1.11.4"', b'"1.12.0"'))
+    pushed = strata("state", "push", "app", str(same), "--yes", "--json", cwd=repo)
+    assert pushed.code == 0, pushed.output
+    assert json.loads(pushed.stdout)["serial"] == 6
+    errored = repo / "app" / "errored.tfstate"
+    errored.write_bytes(state_bytes(6, resources=3))
+    pushed = strata("state", "push", "app", "app/errored.tfstate", "--yes", "--json", cwd=repo)
+    assert pushed.code == 0, pushed.output
+    assert json.loads(pushed.stdout)["serial"] == 7 and not errored.exists()
+    assert StateDocument.parse(state_file(repo).read_bytes()).resource_count == 3
+
+
+def test_an_exact_copy_never_replaces_other_contents_at_the_same_serial(tmp_path: Path) -> None:
+    """The write a DR replica makes (the bytes unchanged): a copy that diverged at one serial is not overwritten."""
+    repo = make_repo(tmp_path / "repo")
+    current = put_state(repo, state_bytes(5, resources=2)).read_bytes()
+    stack = Workspace(cwd=repo).repository().stacks["app"]
+    with open_store(repo, stack) as store:
+        with pytest.raises(StateError, match=r"lineage and serial \(5\) but other contents"):
+            write_state(repo, stack, store, state_bytes(5, resources=1), operation="state-replicate", exact=True)
+        assert state_file(repo).read_bytes() == current and backups(repo) == []
+        written = write_state(repo, stack, store, state_bytes(6, resources=1), operation="state-replicate",
+                              exact=True)
+    assert written.serial == 6 and state_file(repo).read_bytes() == state_bytes(6, resources=1)
+
+
+@pytest.mark.parametrize("kind", ["resource-without-fields", "instances-not-a-list", "attributes-not-an-object"])
+def test_push_and_verify_name_a_malformed_resource_at_its_json_path(strata: Strata, tmp_path: Path,
+                                                                   kind: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    current = put_state(repo, state_bytes(4)).read_bytes()
+    where = {"resource-without-fields": "resources[0].mode is missing",
+             "instances-not-a-list": "resources[0].instances is an object, not a list",
+             "attributes-not-an-object": 'resources[0].instances[0].attributes is "x", not an object'}[kind]
+    bad = tmp_path / "bad.tfstate"
+    bad.write_bytes(DAMAGED[kind])
+    refused = strata("state", "push", "app", str(bad), "--yes", cwd=repo)
+    assert refused.code == 1 and where in refused.stderr and "nothing was written" in refused.stderr, refused.output
+    assert state_file(repo).read_bytes() == current and backups(repo) == []
+    put_state(repo, DAMAGED[kind])
+    verified = strata("state", "verify", "--json", cwd=repo)
+    assert verified.code == 1, verified.output
+    [finding] = json.loads(verified.stdout)["findings"]
+    assert finding["message"].startswith("current state (local backend") and where in finding["message"], finding
+
+
+@pytest.mark.parametrize("serial", ["3", 3.5, None, 10**30], ids=["string", "float", "null", "huge"])
+def test_verify_names_a_version_whose_serial_is_not_a_whole_number(strata: Strata, tmp_path: Path,
+                                                                   serial: Any) -> None:
+    repo = make_repo(tmp_path / "repo")
+    remember(repo, state_bytes(4), state_bytes(serial), state_bytes(5))
+    put_state(repo, state_bytes(5))
+    verified = strata("state", "verify", "--json", cwd=repo)
+    assert verified.code == 1, verified.output
+    [finding] = json.loads(verified.stdout)["findings"]
+    rows = versions(strata, repo)
+    [bad] = [r["id"] for r in rows if r["serial"] is None]  # versions shows no serial for it, not -1
+    what = "is absurd" if serial == 10**30 else "is not a whole number"
+    assert finding["message"].startswith(f"version {bad}: its serial {json.dumps(serial)}"), finding
+    assert what in finding["message"] and "-1" not in finding["message"], finding
+
+
+@pytest.mark.parametrize("pid", [10**30, 2**31, 0, -1])
+def test_unlock_removes_a_stale_lock_whatever_pid_it_names(strata: Strata, tmp_path: Path, pid: int) -> None:
+    """A lock's info is a file anyone may have written: a pid no process can have is no live holder (it
+    crashed `strata unlock`, or named every process of a group, so the lock could never be removed)."""
+    repo = make_repo(tmp_path / "repo")
+    path = put_state(repo, state_bytes(5))
+    host = socket.gethostname()
+    info = {"ID": "f00d", "Operation": "OperationTypeApply", "Info": json.dumps({"host": host, "pid": pid}),
+            "Who": f"someone@{host}", "Version": "1.11.4", "Created": "2026-12-03T10:00:00Z", "Path": str(path)}
+    (path.parent / f".{path.name}.lock.info").write_text(json.dumps(info))
+    listed = strata("locks", cwd=repo)
+    assert listed.code == 0 and "f00d" in listed.stdout, listed.output
+    removed = strata("unlock", "app", "--yes", cwd=repo)
+    assert removed.code == 0 and "lock removed" in removed.stdout, removed.output
+    assert not (path.parent / f".{path.name}.lock.info").exists()
 
 
 # -- the same rules on S3 (object versions) and PostgreSQL (strata's history) --------------------------------

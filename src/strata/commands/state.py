@@ -72,7 +72,7 @@ def _describe(root: Path, stack: Stack) -> dict[str, Any]:
             except StateError as exc:
                 return {**row, "error": exc.message}
             store.remember(raw, "seen")
-            row.update(serial=doc.serial, lineage=doc.lineage, resources=doc.resource_count, size=len(raw),
+            row.update(serial=doc.valid_serial, lineage=doc.lineage, resources=doc.resource_count, size=len(raw),
                        terraform_version=doc.terraform_version, sha256=doc.sha256)
         else:
             row.update(serial=None, lineage=None, resources=None, size=None)
@@ -143,7 +143,7 @@ def versions(ws: Workspace, stack_arg: str, *, as_json: bool) -> int:
             for v in found:
                 try:
                     doc = parse(stack, store, store.read_version(v.id))
-                    details.append((v, doc.serial, doc.lineage, doc.resource_count))
+                    details.append((v, doc.valid_serial, doc.lineage, doc.resource_count))
                 except StateError:
                     details.append((v, None, None, None))
         except BackendError as exc:
@@ -231,11 +231,13 @@ def push(ws: Workspace, stack_arg: str, file: str, *, yes: bool, force_lineage: 
     if not yes:
         what = f"push {file} as the state of {stack.path or '.'}"
         confirm(what, f"{what}?")
-    with open_store(root, stack) as store:
-        result = do_push(root, stack, store, contents, file, force_lineage=force_lineage, lock_timeout=timeout)
-    moved = None
     errored = root / stack.path / "errored.tfstate"
-    if file != "-" and errored.is_file() and Path(file).resolve() == errored.resolve():
+    is_errored = file != "-" and errored.is_file() and Path(file).resolve() == errored.resolve()
+    with open_store(root, stack) as store:
+        result = do_push(root, stack, store, contents, file if file != "-" else "standard input",
+                         force_lineage=force_lineage, lock_timeout=timeout, errored_state=is_errored)
+    moved = None
+    if is_errored:
         # saved now: keep terraform's file with the backups, so plan/apply no longer stop at it
         from strata.atomic import SECRET, private_dir, write_atomic
 

@@ -69,7 +69,7 @@ def orphan(root: Path, stack_path: str) -> Running | None:
             continue
         if not _runs(entry):
             forget(path)
-        elif not _alive(entry.strata_pid) and found is None:
+        elif not process_alive(entry.strata_pid) and found is None:
             found = entry
     return found
 
@@ -101,13 +101,16 @@ def _read(path: Path) -> Running | None:
 
 
 def _runs(entry: Running) -> bool:
-    if not _alive(entry.pid):
+    if not process_alive(entry.pid):
         return False
     return _start_ticks(entry.pid) == entry.start_ticks  # the same process, not a reused pid
 
 
-def _alive(pid: int) -> bool:
-    """A running process (an exited one not yet reaped, a zombie, does not count)."""
+def process_alive(pid: int) -> bool:
+    """A running process (an exited one not yet reaped, a zombie, does not count). Any pid may come from a
+    file (a lock's holder): 0 and negative ones name process groups and too large ones no process."""
+    if not 0 < pid < _PID_MAX:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -149,10 +149,11 @@ def backup(root: Path, stacks: list[Stack], target: str, progress: Progress) -> 
             dest.put(name, raw)
             report.entries.append({
                 "stack": stack.path, "backend": store.backend, "location": store.where, "key": stack.state_key,
-                "version": version, "serial": doc.serial, "lineage": doc.lineage, "sha256": doc.sha256,
+                "version": version, "serial": doc.valid_serial, "lineage": doc.lineage, "sha256": doc.sha256,
                 "size": len(raw), "file": name,
             })
-            progress(f"{stack.path}: serial {doc.serial}, {doc.resource_count} resource(s)")
+            serial = "-" if doc.valid_serial is None else doc.valid_serial
+            progress(f"{stack.path}: serial {serial}, {doc.resource_count} resource(s)")
     manifest = {"format": MANIFEST_FORMAT, "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "strata_version": __version__, "stacks": report.entries, "without_state": report.without_state}
     dest.put(MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
@@ -228,7 +229,7 @@ def verify_states(root: Path, stacks: list[Stack], progress: Progress) -> list[F
             continue
         finding = _check_document(stack.path, raw, f"current state ({store.backend} backend, {store.where})")
         if finding.ok:
-            finding = _check_history(stack.path, older) or finding
+            finding = _check_history(stack.path, older, raw) or finding
         findings.append(finding)
         progress(f"{stack.path}: {'ok' if finding.ok else 'FAILED'}: {finding.message}")
     return findings
@@ -246,16 +247,28 @@ def _check_document(stack: str, data: bytes, what: str) -> Finding:
                                 f"{doc.resource_count} resource(s), sha256 {doc.sha256[:12]}…")
 
 
-def _check_history(stack: str, versions: list[tuple[Any, bytes]]) -> Finding | None:
-    """A finding when a serial goes down from one version to the next (same lineage)."""
+def _check_history(stack: str, versions: list[tuple[Any, bytes]], current: bytes) -> Finding | None:
+    """A finding when a version is damaged, when a serial goes down from one version to the next (same
+    lineage), or when two versions, or a version and the current state, have one lineage and serial but other
+    contents (Terraform gives every change a new serial: one of them is a lost update)."""
     last: StateDocument | None = None
-    for version, data in versions:
+    seen: dict[tuple[str, int], tuple[str, StateDocument]] = {}
+    for name, data in [*((f"version {v.id}", d) for v, d in versions), ("the current state", current)]:
         try:
             doc = StateDocument.parse(data)
         except StateFormatError as exc:
-            return Finding(stack, False, f"version {version.id}: {exc}")
+            return Finding(stack, False, f"{name}: {exc}")
+        problem = doc.serial_problem()
+        if problem is not None:
+            return Finding(stack, False, f"{name}: {problem}")
         if last is not None and doc.lineage == last.lineage and doc.serial < last.serial:
-            return Finding(stack, False, f"version {version.id}: serial {doc.serial} is lower than the version "
-                                         f"before it ({last.serial}): a stale state was written over a newer one")
+            return Finding(stack, False, f"{name}: serial {doc.serial} is lower than the version before it "
+                                         f"({last.serial}): a stale state was written over a newer one")
+        earlier = seen.setdefault((doc.lineage, doc.serial), (name, doc))
+        if doc.conflicts_with(earlier[1]):
+            return Finding(stack, False, f"{earlier[0]} and {name} both have serial {doc.serial} (lineage "
+                                         f"{doc.lineage}) but other contents: one of them is a lost update or was "
+                                         f"edited by hand; compare them (`strata state pull {stack} --version ID`), "
+                                         "then keep the right one with `strata state restore` or `state push`")
         last = doc
     return None

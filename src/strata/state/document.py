@@ -2,13 +2,16 @@
 
 Terraform's rules (statemgr/migrate.go, research/backends.md §4): a state keeps its lineage for life;
 every write raises the serial; a write with a lower serial, or the same serial with other content, or
-another lineage over a non-empty state, is refused.
+another lineage over a non-empty state, is refused. :meth:`StateDocument.problems` also checks resources
+and outputs against the layout Terraform's version-4 reader takes (statefile/version4.go), each problem named
+at its JSON path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +20,13 @@ from strata.errors import StateFormatError as StateFormatError
 # The largest serial strata accepts: every JSON reader keeps it exact (2**53 - 1), and a state written
 # once a millisecond would take 285,000 years to reach it. A larger one is damage, not history.
 MAX_SERIAL = 2**53 - 1
+
+# The header: which state a file is and who wrote it. Terraform leaves it out when it compares two states
+# (statefile.StatesMarshalEqual): a rewrite by a newer terraform with nothing else changed is the same state.
+HEADER = ("version", "terraform_version", "serial", "lineage")
+
+# How many problems in resources and outputs are named before the rest are counted: enough to act on.
+SHOWN_PROBLEMS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,11 @@ class StateDocument:
         return -1
 
     @property
+    def valid_serial(self) -> int | None:
+        """The serial, or None where :attr:`serial` says -1: what a report shows."""
+        return None if self.serial_problem() else self.serial
+
+    @property
     def lineage(self) -> str:
         lineage = self.data.get("lineage")
         return lineage if isinstance(lineage, str) else ""
@@ -91,21 +106,40 @@ class StateDocument:
 
     def problems(self) -> list[str]:
         """Why this is not a sound version-4 state (empty when it is)."""
-        out = []
-        version = self.version
-        if version != 4 or isinstance(version, bool):
-            out.append(f"its format version {version!r} is not 4, the only one strata reads (Terraform 0.12 "
-                       "and later write it)")
+        out = self._version_problems()
         if not self.lineage:
             out.append("it has no lineage")
         serial_problem = self.serial_problem()
         if serial_problem:
             out.append(serial_problem)
-        if not isinstance(self.data.get("resources", []), list):
-            out.append("resources is not a list")
-        if not isinstance(self.data.get("outputs", {}), dict):
-            out.append("outputs is not an object")
-        return out
+        return out + self._body_problems()
+
+    def content_problems(self) -> list[str]:
+        """:meth:`problems` but for the identity (serial, lineage), which a write sets anew."""
+        return self._version_problems() + self._body_problems()
+
+    def _version_problems(self) -> list[str]:
+        version = self.version
+        if version != 4 or isinstance(version, bool):
+            return [f"its format version {version!r} is not 4, the only one strata reads (Terraform 0.12 and "
+                    "later write it)"]
+        return []
+
+    def _body_problems(self) -> list[str]:
+        """Resources and outputs not laid out as Terraform's version-4 format has them, each at its JSON path."""
+        found: list[str] = []
+        resources, outputs = self.data.get("resources", []), self.data.get("outputs", {})
+        if isinstance(resources, list):
+            found += _resource_problems(resources)
+        else:
+            found.append("resources is not a list")
+        if isinstance(outputs, dict):
+            found += _output_problems(outputs)
+        else:
+            found.append("outputs is not an object")
+        if len(found) > SHOWN_PROBLEMS:
+            found[SHOWN_PROBLEMS:] = [f"and {len(found) - SHOWN_PROBLEMS} more problem(s) in resources or outputs"]
+        return found
 
     def serial_problem(self) -> str | None:
         """Why the serial is not one Terraform can read and strata can count on, or None."""
@@ -120,13 +154,27 @@ class StateDocument:
             return (f"its serial {str(serial)[:40]} is absurd (above {MAX_SERIAL}; a state gains one per write)")
         return None
 
+    def same_contents(self, other: StateDocument) -> bool:
+        """Whether both hold the same resources, outputs and check results (the :data:`HEADER` aside)."""
+        if self.raw == other.raw:
+            return True
+        try:
+            return _contents(self.data) == _contents(other.data)
+        except RecursionError:  # too deep to compare: not the same as far as strata can tell
+            return False
+
+    def conflicts_with(self, other: StateDocument) -> bool:
+        """Two states claiming to be one version (same lineage and serial) with other contents: Terraform
+        gives every change a new serial, so one of them is a lost update or was edited by hand."""
+        return (self.serial_problem() is None and self.serial == other.serial and bool(self.lineage)
+                and self.lineage == other.lineage and not self.same_contents(other))
+
     def with_identity(self, serial: int, lineage: str) -> bytes:
         """These contents as a state with ``serial`` and ``lineage``, laid out as Terraform writes it."""
         data = dict(self.data)
         data["serial"] = serial
         data["lineage"] = lineage
-        first: tuple[str, ...] = ("version", "terraform_version", "serial", "lineage")
-        ordered = {k: data[k] for k in first if k in data}
+        ordered = {k: data[k] for k in HEADER if k in data}
         ordered.update({k: v for k, v in data.items() if k not in ordered})
         try:
             return (json.dumps(ordered, indent=2) + "\n").encode()
@@ -136,3 +184,77 @@ class StateDocument:
     def summary(self) -> dict[str, Any]:
         return {"serial": self.serial, "lineage": self.lineage, "resources": self.resource_count,
                 "terraform_version": self.terraform_version, "sha256": self.sha256, "size": len(self.raw)}
+
+
+def _contents(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in HEADER}
+
+
+_MISSING = object()
+
+
+def _wrong(path: str, value: Any, want: str) -> str:
+    """``path`` holds ``value`` (or nothing) where Terraform wants ``want``."""
+    if value is _MISSING:
+        return f"{path} is missing (it must be {want})"
+    if isinstance(value, (dict, list)):  # by kind: the value itself may be large
+        shown = "an object" if isinstance(value, dict) else "an array"
+    else:
+        text = json.dumps(value)
+        shown = text if len(text) <= 40 else text[:39] + "…"
+    return f"{path} is {shown}, not {want}"
+
+
+def _resource_problems(resources: list[Any]) -> Iterator[str]:
+    """What Terraform's version-4 reader (statefile/version4.go) would refuse in ``resources``."""
+    for n, resource in enumerate(resources):
+        path = f"resources[{n}]"
+        if not isinstance(resource, dict):
+            yield _wrong(path, resource, "an object")
+            continue
+        mode = resource.get("mode", _MISSING)
+        if mode not in ("managed", "data"):
+            yield _wrong(f"{path}.mode", mode, '"managed" or "data"')
+        for key in ("type", "name", "provider"):
+            value = resource.get(key, _MISSING)
+            if not isinstance(value, str) or not value:
+                yield _wrong(f"{path}.{key}", value, "a non-empty string")
+        if not isinstance(resource.get("module", ""), str):
+            yield _wrong(f"{path}.module", resource["module"], "a string")
+        instances = resource.get("instances", _MISSING)
+        if not isinstance(instances, list):
+            yield _wrong(f"{path}.instances", instances, "a list")
+            continue
+        for i, instance in enumerate(instances):
+            yield from _instance_problems(f"{path}.instances[{i}]", instance)
+
+
+def _instance_problems(path: str, instance: Any) -> Iterator[str]:
+    if not isinstance(instance, dict):
+        yield _wrong(path, instance, "an object")
+        return
+    schema_version = instance.get("schema_version", _MISSING)
+    if type(schema_version) is not int or not 0 <= schema_version < 2**64:
+        yield _wrong(f"{path}.schema_version", schema_version, "a whole number")
+    key = instance.get("index_key")
+    if key is not None and not isinstance(key, str) and type(key) is not int:
+        yield _wrong(f"{path}.index_key", key, "a whole number or a string")
+    if "attributes" in instance:
+        if not isinstance(instance["attributes"], dict):
+            yield _wrong(f"{path}.attributes", instance["attributes"], "an object")
+    elif "attributes_flat" in instance:
+        flat = instance["attributes_flat"]
+        if not isinstance(flat, dict):
+            yield _wrong(f"{path}.attributes_flat", flat, "an object")
+        elif not all(isinstance(v, str) for v in flat.values()):
+            yield f"{path}.attributes_flat holds a value that is not a string"
+    else:
+        yield f"{path} has no attributes (nor attributes_flat)"
+
+
+def _output_problems(outputs: dict[str, Any]) -> Iterator[str]:
+    for name, output in outputs.items():
+        if not isinstance(output, dict):
+            yield _wrong(f"outputs.{name}", output, "an object")
+        elif "value" not in output:
+            yield f"outputs.{name} has no value"

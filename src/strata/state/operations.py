@@ -39,6 +39,7 @@ from strata.backends import get_backend
 from strata.backends.base import BackendError, LockInfo, StateLocked, StateStore
 from strata.errors import StrataError, UsageError
 from strata.model.stack import Stack
+from strata.run.running import process_alive
 from strata.state.document import MAX_SERIAL, StateDocument, StateFormatError
 
 
@@ -354,7 +355,7 @@ def write_state(root: Path, stack: Stack, store: StateStore, contents: bytes, *,
     of the same lineage. ``repair`` replaces a damaged current state (kept as a backup) instead of refusing.
     """
     new = parse(stack, store, contents)
-    problems = new.problems() if exact else [p for p in new.problems() if "lineage" not in p and "serial" not in p]
+    problems = new.problems() if exact else new.content_problems()
     if problems:
         raise StateError(f"{stack.path}: refusing to write a state that is not sound: {'; '.join(problems)}")
 
@@ -367,6 +368,7 @@ def write_state(root: Path, stack: Stack, store: StateStore, contents: bytes, *,
                 if current.serial > new.serial:
                     raise StateError(f"{stack.path} ({store.where}): refusing to replace serial {current.serial} "
                                      f"with the older serial {new.serial}")
+                _refuse_same_serial(stack, store, current, new, f"a copy of serial {new.serial}")
             return contents
         lineage = (current.lineage if current is not None and current.lineage
                    else new.lineage or history.lineage or str(uuid.uuid4()))
@@ -397,19 +399,22 @@ def restore(root: Path, stack: Stack, store: StateStore, version_id: str, *, loc
 
 
 def push(root: Path, stack: Stack, store: StateStore, contents: bytes, source: str, *, force_lineage: bool = False,
-         lock_timeout: float = 0.0) -> WriteResult:
+         lock_timeout: float = 0.0, errored_state: bool = False) -> WriteResult:
     """Write the state in ``contents`` (from ``source``, e.g. terraform's ``errored.tfstate``) as the stack's.
 
     It must be a sound version-4 state (an empty lineage takes the stack's). Its lineage must be the current
     state's, unless the current state is absent or empty (no resources, no outputs), or ``force_lineage``
     (Terraform's ``state push -force``); over a damaged state, the newest sound version's lineage counts.
+    With the current state's lineage and serial, its contents must be the current state's: other contents
+    at the same serial are a lost update, unless it is the stack's ``errored_state`` (terraform made it from
+    the current state and could not save it, so it still has the serial it read).
     The serial is one above every known one, the pushed file's included.
     """
     try:
         new = StateDocument.parse(contents)
     except StateFormatError as exc:
         raise StateError(f"{source} is not a state strata can push: {exc}") from None
-    problems = [p for p in new.problems() if p != "it has no lineage"]
+    problems = [*new.content_problems(), *filter(None, [new.serial_problem()])]
     if problems:
         raise StateError(f"{source} is not a sound version-4 state: {'; '.join(problems)}; nothing was written")
     _refuse_while_locked(stack, store, "push")
@@ -423,11 +428,25 @@ def push(root: Path, stack: Stack, store: StateStore, contents: bytes, source: s
             raise StateError(f"{stack.path} ({store.where}): refusing to push {source}: its lineage {new.lineage} "
                              f"is not the lineage {theirs} of {what}, so it is another state; nothing was written "
                              "(pass --force-lineage to replace it anyway, like `terraform state push -force`)")
+        if current is not None and not current.is_empty() and not errored_state:
+            _refuse_same_serial(stack, store, current, new, source)
         lineage = (new.lineage or (current.lineage if current is not None else "") or history.lineage
                    or str(uuid.uuid4()))
         return new.with_identity(next_serial(history, current, new), lineage)
 
     return _write(root, stack, store, "state-push", build, lock_timeout=lock_timeout, repair=True)
+
+
+def _refuse_same_serial(stack: Stack, store: StateStore, current: StateDocument, new: StateDocument,
+                        what: str) -> None:
+    """Terraform's rule: one lineage and serial, one content. The same serial with other contents was read
+    before the current state was written (its update would be lost) or edited by hand without a new serial."""
+    if new.conflicts_with(current):
+        raise StateError(f"{stack.path} ({store.where}): refusing to write {what}: it has the current state's "
+                         f"lineage and serial ({new.serial}) but other contents, so it was made from an older read "
+                         "of the state or edited by hand; nothing was written. Compare it with `strata state pull "
+                         f"{stack.path}`; if its contents are the ones to keep, set its serial to {current.serial + 1} "
+                         "(as `terraform state push` asks)")
 
 
 def _refuse_while_locked(stack: Stack, store: StateStore, what: str) -> None:
@@ -448,23 +467,13 @@ def live_local_holder(holder: LockInfo, stack_dir: Path) -> str | None:
     if holder.holder.get("live") is True:
         return "a running process on this machine holds it"
     pid = holder.strata_pid()
-    if pid is not None and _alive(pid) and pid != os.getpid():
+    if pid is not None and process_alive(pid) and pid != os.getpid():
         return f"strata process {pid} on this machine is still running"
     host = socket.gethostname()
     if holder.who.endswith(f"@{host}"):
         for tf_pid in _terraform_processes_in(stack_dir):
             return f"terraform process {tf_pid} is still running in {stack_dir}"
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _terraform_processes_in(folder: Path) -> Iterator[int]:
