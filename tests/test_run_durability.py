@@ -154,8 +154,11 @@ def test_terraform_outlives_a_killed_strata_saves_its_state_and_the_next_run_wai
     record.rename(tmp_path / "record.json")
     unrecorded = strata("plan", "s", cwd=repo, env=env)
     assert unrecorded.code == 1, unrecorded.output
-    assert re.search(r"^s\s+failed .* the state is locked by .*\(a running process on this machine holds it\)",
-                     unrecorded.stdout, re.M), unrecorded.output
+    named = re.search(r"^s\s+failed .* the state is locked by .*\(a running process on this machine holds it "
+                      r"\(pid (\d+)\)\)", unrecorded.stdout, re.M)
+    assert named, unrecorded.output
+    holder = Path(f"/proc/{named.group(1)}/stat").read_text()  # terraform, or the copy 1.0.3's watchdog runs
+    assert tf_pid in (int(named.group(1)), int(holder[holder.rindex(")") + 2:].split()[1])), unrecorded.output
     record.parent.mkdir(exist_ok=True)  # an empty record folder goes with its last record
     (tmp_path / "record.json").rename(record)
 

@@ -17,10 +17,11 @@ from collections import defaultdict
 from typing import Any
 
 from strata.backends import get_backend
-from strata.errors import Diagnostic, Source
+from strata.errors import ConfigError, Diagnostic, Source
 from strata.model import dimensions as dims
 from strata.model.repository import Repository
 from strata.model.stack import Setting, Stack
+from strata.terraform.modules import read_code
 from strata.terraform.version import Version
 
 # `backend "s3" {` anywhere on a line that is not a comment (one-line terraform { backend "x" {} } too),
@@ -275,20 +276,22 @@ def _declared_backends(repo: Repository, version: Version | None) -> list[Diagno
     for stack in repo.stacks.values():
         folder = repo.root / stack.path
         try:
-            names = sorted(p.name for p in folder.iterdir() if p.suffix == ".tf" and p.name != generated)
+            names = sorted(p.name for p in folder.iterdir()
+                           if p.suffix == ".tf" and p.name != generated and not p.is_dir())
         except OSError:
             continue
         for name in names:
+            rel = f"{stack.path}/{name}" if stack.path else name
             try:
-                text = (folder / name).read_text(encoding="utf-8", errors="replace")
-            except OSError:
+                text = (read_code(folder / name) or b"").decode("utf-8", errors="replace")
+            except ConfigError as exc:  # a FIFO, a device, a folder: terraform could not read it either
+                out.append(Diagnostic("error", exc.message, Source(repo.display(rel))))
                 continue
             if "backend" not in text and "cloud" not in text:
                 continue
             for number, line in enumerate(text.splitlines(), 1):
                 m = _BACKEND_BLOCK.match(line)
                 if m:
-                    rel = f"{stack.path}/{name}" if stack.path else name
                     out.append(Diagnostic(
                         "error", f"the stack declares its own {m.group(1)} block, but "
                         f"strata generates the backend into {generated}; remove this block and configure "

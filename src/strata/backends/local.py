@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import os
 import posixpath
+import stat
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,9 @@ from strata.backends.base import (
     StateStore,
     StateVersion,
 )
+from strata.config.discover import read_config
+from strata.config.limits import MAX_STATE_SIZE, describe_size
+from strata.errors import ConfigError
 from strata.terraform.version import Version
 
 # POSIX record locks belong to the process: a second lock from this process would succeed, and closing
@@ -99,14 +103,17 @@ class LocalStore(StateStore):
             if not self.path.exists():
                 return None  # deleted while locked (delete()): the descriptor still sees the old bytes
             size = os.fstat(fd).st_size
+            if size > MAX_STATE_SIZE:
+                raise BackendError(f"cannot read {self.where}: {describe_size(size)}, more than a state can be "
+                                   f"({describe_size(MAX_STATE_SIZE)})")
             data = os.pread(fd, size, 0)
         else:
-            try:
-                data = self.path.read_bytes()
-            except FileNotFoundError:
+            if not os.path.lexists(self.path):
                 return None
-            except OSError as exc:
-                raise BackendError(f"cannot read {self.where}: {exc.strerror}") from None
+            try:  # a regular file only: a FIFO would block for ever, /dev/zero would fill the memory
+                data = read_config(self.path, self.where, MAX_STATE_SIZE)
+            except ConfigError as exc:
+                raise BackendError(f"cannot read {self.where}: {exc.message.removeprefix('cannot read: ')}") from None
         return data or None
 
     def stat(self) -> StateObject | None:
@@ -123,6 +130,7 @@ class LocalStore(StateStore):
             fd = _held.get(str(self.path))
         if fd is None:
             raise BackendError(f"internal error: writing {self.where} without its lock")
+        os.fchmod(fd, SECRET)  # terraform makes its states 0644; strata's writes are 0600
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)
         os.fsync(fd)
@@ -143,10 +151,14 @@ class LocalStore(StateStore):
             if key in _held:
                 raise StateLocked(self._read_info(), self.where)
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                private_dir(self.path.parent, repository=self.root)  # states hold secrets
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, SECRET)
             except OSError as exc:
                 raise BackendError(f"cannot open {self.where}: {exc.strerror}") from None
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                os.close(fd)
+                raise BackendError(f"cannot use {self.where} as a state: it is not a regular file")
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -182,7 +194,7 @@ class LocalStore(StateStore):
             if str(self.path) in _held:
                 return True
             try:
-                fd = os.open(self.path, os.O_RDWR)
+                fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError:
                 return False
             try:
@@ -202,6 +214,9 @@ class LocalStore(StateStore):
             info = LockInfo("", "", "unknown (no lock info file)", "", "")
         info.holder["state"] = "held" if live else "stale: no process holds the file lock"
         info.holder["live"] = live
+        pid = lock_holder_pid(self.path) if live else None
+        if pid is not None:
+            info.holder["pid"] = pid
         return info
 
     def force_unlock(self, holder: LockInfo) -> None:
@@ -221,6 +236,32 @@ class LocalStore(StateStore):
 
     def read_version(self, version_id: str) -> bytes:
         return read_file_version(self.history_dir, version_id, self.where)
+
+
+def lock_holder_pid(path: Path) -> int | None:
+    """The process holding the POSIX (fcntl) lock on ``path``, from /proc/locks (Linux); None when unknown.
+
+    Terraform's lock info file names a user and a host, not a process: this names the one to stop.
+    """
+    try:
+        st = os.stat(path)
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            lines = handle.read(1 << 22).splitlines()
+    except OSError:
+        return None
+    wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in lines:
+        fields = line.split()
+        # "1: POSIX  ADVISORY  WRITE 8037 fe:00:2433074 0 EOF"; waiters are shown as "1: -> POSIX ..."
+        if len(fields) < 6 or fields[1] != "POSIX":
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) == wanted:
+                return int(fields[4])
+        except ValueError:
+            continue
+    return None
 
 
 # strata's history of a state kept as files: <dir>/<UTC time>-<sha256 prefix>.tfstate (newest sorts last)

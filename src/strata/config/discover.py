@@ -97,8 +97,9 @@ def read_config(path: Path | str, display: str, limit: int | None = None) -> byt
 
 
 def _too_big(size: int, limit: int) -> str:
-    return (f"the file is too big ({describe_size(size)}; the limit is {describe_size(limit)}, "
-            f"set STRATA_MAX_FILE_SIZE to change it)")
+    # the setting is named only where it is the limit (not for a state's or a Terraform file's fixed one)
+    hint = ", set STRATA_MAX_FILE_SIZE to change it" if limit == max_file_size() else ""
+    return f"the file is too big ({describe_size(size)}; the limit is {describe_size(limit)}{hint})"
 
 
 def _cannot_read(path: Path | str, exc: OSError) -> str:

@@ -22,6 +22,8 @@ MAX_ITEMS = 1_000_000  # elements in a list or object value
 MAX_ITERATIONS = 1_000_000  # for-expression iterations while one stack is evaluated
 MAX_FORMAT_WIDTH = 10_000  # width and precision in format() verbs
 MAX_NUMBER_BITS = 1024  # about 308 decimal digits, the range of a double
+MAX_CODE_SIZE = 64 * 1024 * 1024  # bytes in one Terraform code file strata reads or hashes (.tf, .tfvars, lock file)
+MAX_STATE_SIZE = 512 * 1024 * 1024  # bytes: far above any real state, far below what would exhaust the memory
 ECHO_LIMIT = 80  # characters of the user's text repeated in a message
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)

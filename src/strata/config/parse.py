@@ -364,9 +364,14 @@ class _Converter:
         return int(digits)
 
     def x_float_lit(self, tree: Any) -> ast.Expr:
-        value = float(str(tree.children[0]))
+        text = str(tree.children[0])
+        value = float(text)
         if not math.isfinite(value):
-            raise self.error(f"the number {shorten(str(tree.children[0]), 20)} is too large", self.line(tree))
+            raise self.error(f"the number {shorten(text, 20)} is too large", self.line(tree))
+        mantissa = re.split("[eE]", text)[0]
+        if abs(value) < sys.float_info.min and mantissa.strip("0.") != "":  # 1e-400 would silently be 0
+            raise self.error(f"the number {shorten(text, 20)} is too small (the smallest is about "
+                             f"{sys.float_info.min:.1e}); write 0 if zero is meant", self.line(tree))
         return ast.Literal(int(value) if value.is_integer() and "e" not in str(tree.children[0]).lower()
                            else value, self.line(tree))
 

@@ -26,8 +26,7 @@ from pathlib import Path
 from strata.config.discover import CONFIG_NAME, SKIPPED_DIRS, ancestors
 from strata.errors import StrataError
 from strata.model.repository import Repository
-from strata.terraform.modules import SOURCE_PATTERN as MODULE_SOURCE
-from strata.terraform.modules import code_files
+from strata.terraform.modules import code_files, module_sources, read_code
 
 _STACK_BLOCK = re.compile(r"(?m)^[ \t]*stack[ \t]*\{")
 # tool-local folders: never configuration, even when a repository forgot to git-ignore them
@@ -169,11 +168,7 @@ class _Modules:
             absdir = os.path.join(self.root, rel) if rel else self.root
             targets: set[str] = set()
             for path in code_files(Path(absdir)):
-                try:
-                    text = path.read_text(encoding="utf-8", errors="replace")
-                except OSError:
-                    continue
-                for source in MODULE_SOURCE.findall(text):
+                for source in module_sources(path):
                     target = os.path.normpath(os.path.join(absdir, source.split("//")[0]))
                     target_rel = os.path.relpath(target, self.root).replace(os.sep, "/")
                     targets.add("" if target_rel == "." else target_rel)
@@ -298,8 +293,5 @@ def _generated(root: Path, path: str, repo: Repository) -> bool:
         return False
     from strata.generate import MARKER
 
-    try:
-        with open(root / path, encoding="utf-8", errors="replace") as handle:
-            return handle.read(len(MARKER) + 200).startswith(MARKER)
-    except OSError:
-        return False  # deleted: a real change to review
+    data = read_code(root / path)
+    return data is not None and data.startswith(MARKER.encode())  # None: deleted, a real change to review

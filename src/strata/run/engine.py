@@ -36,7 +36,7 @@ from strata.scheduler import CHANGES, FAILED, INTERRUPTED, OK, Outcome, Schedule
 from strata.state.operations import duration_seconds, live_local_holder, open_store, sound
 from strata.terraform import commands as tf
 from strata.terraform.binary import TerraformBinary
-from strata.terraform.modules import code_files, local_modules
+from strata.terraform.modules import code_files, local_modules, read_code
 from strata.terraform.process import Completed, ProcessGroup, run
 from strata.terraform.providers import ProviderStore
 from strata.terraform.variables import declared_variables, tf_var_text
@@ -363,10 +363,9 @@ class Runner:
     def _digest(self, files: list[Path], seed: bytes) -> str:
         digest = hashlib.sha256(seed)
         for path in files:
-            try:
-                digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
-            except FileNotFoundError:
-                continue
+            data = read_code(path)
+            if data is not None:
+                digest.update(str(path).encode() + b"\0" + data + b"\0")
         return digest.hexdigest()
 
     def _fingerprint(self, stack: Stack) -> str:

@@ -465,7 +465,8 @@ def _refuse_while_locked(stack: Stack, store: StateStore, what: str) -> None:
 def live_local_holder(holder: LockInfo, stack_dir: Path) -> str | None:
     """Why the holder is a live process on this machine (so its lock must not be removed), or None."""
     if holder.holder.get("live") is True:
-        return "a running process on this machine holds it"
+        held_by = holder.holder.get("pid")  # the local backend reads it from /proc/locks
+        return "a running process on this machine holds it" + (f" (pid {held_by})" if held_by else "")
     pid = holder.strata_pid()
     if pid is not None and process_alive(pid) and pid != os.getpid():
         return f"strata process {pid} on this machine is still running"

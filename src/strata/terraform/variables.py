@@ -19,13 +19,13 @@ from typing import Any
 
 from strata.config import ast
 from strata.config.discover import read_config
+from strata.config.limits import MAX_CODE_SIZE
 from strata.config.parse import parse_text
 from strata.errors import ConfigError, Source
 from strata.terraform.hclwrite import hcl_value
 from strata.terraform.modules import code_files
 
 PRIMITIVE_TYPES = frozenset({"string", "number", "bool"})
-CODE_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of one .tf file: only its variable blocks are parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def declared_variables(folder: Path, shown: str | None = None) -> dict[str, Vari
             continue
         file = f"{shown}/{path.name}" if shown else str(path)
         try:  # a FIFO or /dev/zero among the code is a ConfigError, never a hang
-            text = read_config(path, file, CODE_SIZE_LIMIT).decode("utf-8")
+            text = read_config(path, file, MAX_CODE_SIZE).decode("utf-8")
         except UnicodeDecodeError:
             raise ConfigError("not UTF-8 text", Source(file, 1)) from None
         blocks = _json_blocks(text, file) if path.name.endswith(".json") else _hcl_blocks(text, file)
