@@ -559,8 +559,13 @@ def test_run_any_terraform_command(strata: Strata, tf_111: str, provider_mirror:
     assert strata("apply", "--yes", "-q", cwd=repo, env=env).code == 0
     listed = strata("run", "mid", "--", "state", "list", cwd=repo, env=env)
     assert listed.code == 0, listed.output
-    assert "mid: null_resource.this" in listed.stdout.splitlines(), listed.stdout
-    assert "base: null_resource.this" not in listed.stdout
+    # one stack: stdout is terraform's own (`strata run STACK -- output -json | jq` works), strata's on stderr
+    assert listed.stdout == "null_resource.this\n", listed.output
+    assert "mid" in listed.stderr and "run: 1 ok" in listed.stderr, listed.stderr
+    both = strata("run", "mid", "base", "--", "state", "list", cwd=repo, env=env)  # several: prefixed lines
+    assert {"mid: null_resource.this", "base: null_resource.this"} <= set(both.stdout.splitlines()), both.output
+    as_json = strata("run", "mid", "--", "output", "-json", cwd=repo, env=env)
+    assert json.loads(as_json.stdout) is not None, as_json.output
 
 
 def test_apply_without_yes_and_without_terminal_runs_nothing(tf_111: str, provider_mirror: dict[str, str],

@@ -155,7 +155,7 @@ def test_terraform_outlives_a_killed_strata_saves_its_state_and_the_next_run_wai
     unrecorded = strata("plan", "s", cwd=repo, env=env)
     assert unrecorded.code == 1, unrecorded.output
     named = re.search(r"^s\s+failed .* the state is locked by .*\(a running process on this machine holds it "
-                      r"\(pid (\d+)\)\)", unrecorded.stdout, re.M)
+                      r"\(pid (\d+)\)\)", unrecorded.stderr, re.M)  # one stack: strata's summary on stderr
     assert named, unrecorded.output
     holder = Path(f"/proc/{named.group(1)}/stat").read_text()  # terraform, or the copy 1.0.3's watchdog runs
     assert tf_pid in (int(named.group(1)), int(holder[holder.rindex(")") + 2:].split()[1])), unrecorded.output
@@ -216,7 +216,7 @@ def test_terraform_killed_by_a_signal_is_reported_so_and_counts_nothing(
     assert result["status"] == "failed"
     assert result["detail"] == "terraform was killed by signal 9 (SIGKILL)", result
     assert (result["add"], result["change"], result["destroy"]) == (None, None, None)
-    assert re.search(r"^s\s+failed\s+\S+\s+-\s+-\s+-\s+terraform was killed by signal 9", stdout, re.M), stdout
+    assert re.search(r"^s\s+failed\s+\S+\s+-\s+-\s+-\s+terraform was killed by signal 9", stderr, re.M), stderr
 
 
 def test_a_failed_apply_counts_what_it_finished_not_what_it_planned(
@@ -276,8 +276,8 @@ def test_an_unsaved_state_is_named_with_its_recovery_and_blocks_the_stack_until_
     assert result["status"] == "failed" and result["errored_state"] == "s/errored.tfstate", result
     assert (result["add"], result["change"], result["destroy"]) == (None, None, None), result  # the plan said 1
     assert "state not saved" in result["detail"]
-    assert "strata state push s s/errored.tfstate" in broken.stdout  # in the summary the user reads
-    assert re.search(r"^s\s+failed\s+\S+\s+-\s+-\s+-\s+state not saved", broken.stdout, re.M), broken.stdout
+    assert "strata state push s s/errored.tfstate" in broken.stderr  # in the summary the user reads
+    assert re.search(r"^s\s+failed\s+\S+\s+-\s+-\s+-\s+state not saved", broken.stderr, re.M), broken.stderr
 
     # the backend works again (holding the state as saved before the failed apply), but the stack is refused
     state_dir.unlink()
@@ -286,15 +286,15 @@ def test_an_unsaved_state_is_named_with_its_recovery_and_blocks_the_stack_until_
     for command, *rest in (["plan"], ["apply", "--yes"], ["destroy", "--yes"], ["refresh"], ["run", "--", "apply"]):
         refused = strata(command, "s", "--json", str(tmp_path / "refused.json"), *rest, cwd=repo, env=env)
         assert refused.code == 1, (command, refused.output)
-        assert "strata state push s s/errored.tfstate" in refused.stdout, (command, refused.output)
-        assert "--ignore-errored-state" in refused.stdout
+        assert "strata state push s s/errored.tfstate" in refused.stderr, (command, refused.output)
+        assert "--ignore-errored-state" in refused.stderr
         assert stack_report(tmp_path / "refused.json")["errored_state"] == "s/errored.tfstate"
     assert (state_dir / "terraform.tfstate").read_bytes() == saved  # nothing ran terraform
     assert strata("run", "s", "--", "version", cwd=repo, env=env).code == 0  # what does not touch state runs
 
     overridden = strata("plan", "--ignore-errored-state", "--detailed-exitcode", "s", cwd=repo, env=env)
     assert overridden.code == 2, overridden.output  # planned against the state as saved: slow to create
-    assert re.search(r"^s\s+changes\s+\S+\s+1\s+0\s+0", overridden.stdout, re.M), overridden.stdout
+    assert re.search(r"^s\s+changes\s+\S+\s+1\s+0\s+0", overridden.stderr, re.M), overridden.output
     assert errored.exists()
 
     # the recovery the message names: the state terraform could not save is saved, and nothing is created twice

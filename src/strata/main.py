@@ -26,7 +26,60 @@ Exit codes: 0 success; 1 errors (configuration, validation, failed stacks);
 Set NO_COLOR (or pass --no-color) for plain output."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+# Terraform's single-dash spellings of what strata spells otherwise; any other single-dash word is a terraform
+# flag, which goes after `--`.
+_TERRAFORM_SPELLINGS = {"chdir": "-C DIR (or --chdir DIR), before the command", "auto-approve": "--yes",
+                        "lock-timeout": "--lock-timeout", "parallelism": "-j N (or --parallelism N)",
+                        "no-color": "--no-color", "json": "--json", "help": "--help", "version": "--version"}
+
+
+def refuse_terraform_spellings(args: list[str], command: str | None) -> None:
+    """``-auto-approve``, ``-chdir=x``, ``-target=x`` before ``--`` are terraform's spellings: click would read
+    them as bundles of short options ("no such option -a"); say what strata calls them instead."""
+    import re
+
+    for arg in args:
+        if arg == "--":
+            return
+        found = re.fullmatch(r"-([a-z][a-z-]{2,})(=.*)?", arg, re.DOTALL)  # -target=x, never -j4 or -qy
+        if found is None:
+            continue
+        word = found[1]
+        if word in _TERRAFORM_SPELLINGS:
+            raise click.UsageError(f"{arg} is terraform's spelling: strata's is {_TERRAFORM_SPELLINGS[word]}")
+        example = f"strata {command or 'plan'} STACK -- {arg}"
+        raise click.UsageError(f"{arg} is a terraform flag: give terraform's flags after --, e.g. {example}")
+
+
+class _StrataCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        refuse_terraform_spellings(args, self.name)
+        return super().parse_args(ctx, args)
+
+
+class _StrataGroup(click.Group):
+    command_class = _StrataCommand
+    group_class = type  # sub-groups (state, ci) are _StrataGroups too
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        refuse_terraform_spellings(args[:1], None)  # before the command: strata -chdir=x plan
+        return super().parse_args(ctx, args)
+
+
+class _SplitAtDashes(_StrataCommand):
+    """``strata plan|apply|... [selection] -- ARGS``: what follows ``--`` is terraform's, never parsed by strata."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            ctx.meta["terraform_args"] = args[at + 1:]
+            args = args[:at]
+        else:
+            ctx.meta["terraform_args"] = []
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_StrataGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EPILOG)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=lambda ctx, _p, value:
               _print_version(ctx) if value else None,
@@ -95,7 +148,7 @@ def selection_options(fn: F) -> F:
                                                    "(default: the remote default branch, else main)."),
         click.option("--no-dependents", is_flag=True,
                      help="With --changed: do not add the stacks that depend on an affected stack."),
-        click.option("--allow-empty", is_flag=True, envvar="STRATA_ALLOW_EMPTY",
+        click.option("--allow-empty", is_flag=True, envvar="STRATA_ALLOW_EMPTY", show_envvar=True,
                      help="A selection that matches no stack succeeds doing nothing (default: exit 64, with the "
                           "nearest names, as a typo must not pass for success)."),
     ]
@@ -193,11 +246,14 @@ def run_options(fn: F) -> F:
     """Options of every command that runs terraform across stacks."""
     options = [
         click.option("-j", "--parallelism", type=click.IntRange(min=1), default=None, metavar="N",
+                     envvar="STRATA_PARALLELISM", show_envvar=True,
                      help="Stacks run at once (default: the number of CPUs)."),
-        click.option("--fail-fast", is_flag=True, help="Start nothing new after the first failure."),
+        click.option("--fail-fast", is_flag=True, envvar="STRATA_FAIL_FAST", show_envvar=True,
+                     help="Start nothing new after the first failure."),
         click.option("--include-dependencies", is_flag=True, help="Also run what the selected stacks depend on."),
         click.option("--include-dependents", is_flag=True, help="Also run what depends on the selected stacks."),
         click.option("--lock-timeout", default="0s", show_default=True, metavar="DURATION",
+                     envvar="STRATA_LOCK_TIMEOUT", show_envvar=True,
                      help="How long terraform waits for a state lock held by someone else."),
         click.option("--json", "json_report", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
                      help="Also write the run report as JSON to FILE."),
@@ -207,6 +263,12 @@ def run_options(fn: F) -> F:
         fn = option(fn)
     return fn
 
+
+_yes_option = click.option("-y", "--yes", "--auto-approve", "yes", is_flag=True,
+                           help="Do not ask for confirmation (--auto-approve as terraform spells it).")
+_non_interactive_option = click.option(
+    "--non-interactive", is_flag=True, envvar="STRATA_NON_INTERACTIVE", show_envvar=True,
+    help="Never ask: fail where a confirmation would be needed (without --yes).")
 
 ignore_errored_state_option = click.option(
     "--ignore-errored-state", is_flag=True,
@@ -220,8 +282,10 @@ def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None =
     from strata.state.operations import duration_seconds
 
     duration_seconds(kwargs["lock_timeout"])  # a usage error before anything runs
+    terraform_args = click.get_current_context().meta.get("terraform_args") or []
     options = RunOptions(
         command=command, parallelism=kwargs.pop("parallelism") or os.cpu_count() or 1, args=args or [],
+        terraform_args=[] if command == "run" else list(terraform_args),
         fail_fast=kwargs.pop("fail_fast"), lock_timeout=kwargs.pop("lock_timeout"),
         save_plans=extra.pop("save_plans", False), saved_plans=extra.pop("saved_plans", False),
         ignore_errored_state=kwargs.pop("ignore_errored_state", False),
@@ -231,7 +295,7 @@ def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None =
                    quiet=kwargs.pop("quiet"), **extra)
 
 
-@cli.command("plan")
+@cli.command("plan", cls=_SplitAtDashes)
 @selection_options
 @run_options
 @ignore_errored_state_option
@@ -248,32 +312,40 @@ def plan_command(ws: Any, /, detailed_exitcode: bool, save_plans: bool, summary_
                 summary_md=summary_md)
 
 
-@cli.command("apply")
+@cli.command("apply", cls=_SplitAtDashes)
 @selection_options
 @run_options
 @ignore_errored_state_option
 @click.option("--plan", "saved_plans", is_flag=True, help="Apply the plans saved by `strata plan --out`.")
 @click.option("--bootstrap", "bootstrap_first", is_flag=True,
               help="First create (or repair) the backends the stacks need, as `strata bootstrap` does.")
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_yes_option
+@_non_interactive_option
 @click.pass_obj
-def apply_command(ws: Any, /, saved_plans: bool, bootstrap_first: bool, yes: bool, **kwargs: Any) -> int:
-    """Apply the selected stacks in dependency order."""
-    return _run(ws, "apply", kwargs, saved_plans=saved_plans, yes=yes, bootstrap=bootstrap_first)
+def apply_command(ws: Any, /, saved_plans: bool, bootstrap_first: bool, yes: bool, non_interactive: bool,
+                  **kwargs: Any) -> int:
+    """Apply the selected stacks in dependency order.
+
+    Without --yes: plans every stack, shows each diff and the summary, asks once, then applies exactly the
+    plans shown (a plan that went stale in between is planned and shown again, never applied unseen).
+    """
+    return _run(ws, "apply", kwargs, saved_plans=saved_plans, yes=yes, bootstrap=bootstrap_first,
+                non_interactive=non_interactive)
 
 
-@cli.command("destroy")
+@cli.command("destroy", cls=_SplitAtDashes)
 @selection_options
 @run_options
 @ignore_errored_state_option
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_yes_option
+@_non_interactive_option
 @click.pass_obj
-def destroy_command(ws: Any, /, yes: bool, **kwargs: Any) -> int:
+def destroy_command(ws: Any, /, yes: bool, non_interactive: bool, **kwargs: Any) -> int:
     """Destroy the selected stacks, dependents first."""
-    return _run(ws, "destroy", kwargs, yes=yes)
+    return _run(ws, "destroy", kwargs, yes=yes, non_interactive=non_interactive)
 
 
-@cli.command("init")
+@cli.command("init", cls=_SplitAtDashes)
 @selection_options
 @run_options
 @click.pass_obj
@@ -282,7 +354,7 @@ def init_command(ws: Any, /, **kwargs: Any) -> int:
     return _run(ws, "init", kwargs)
 
 
-@cli.command("refresh")
+@cli.command("refresh", cls=_SplitAtDashes)
 @selection_options
 @run_options
 @ignore_errored_state_option
@@ -290,19 +362,6 @@ def init_command(ws: Any, /, **kwargs: Any) -> int:
 def refresh_command(ws: Any, /, **kwargs: Any) -> int:
     """Update the state of the selected stacks from the real infrastructure."""
     return _run(ws, "refresh", kwargs)
-
-
-class _SplitAtDashes(click.Command):
-    """``strata run [selection] -- ARGS``: what follows ``--`` is terraform's, never parsed by strata."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "--" in args:
-            at = args.index("--")
-            ctx.meta["terraform_args"] = args[at + 1:]
-            args = args[:at]
-        else:
-            ctx.meta["terraform_args"] = []
-        return super().parse_args(ctx, args)
 
 
 @cli.command("run", cls=_SplitAtDashes)

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
 from strata import generate as gen
 from strata.atomic import PUBLIC, write_atomic
-from strata.errors import ProblemsFound
+from strata.errors import EXIT_ERROR, ProblemsFound, UsageError
 from strata.model.repository import Repository
 from strata.model.selection import Selection, select
 from strata.model.stack import Stack
-from strata.output import color_enabled, err
+from strata.output import color_enabled, err, out
 from strata.output import confirm as ask
 from strata.run import report as reporting
-from strata.run.display import Display, LiveView, PrefixedLines
-from strata.run.engine import Runner, RunOptions, RunReport
+from strata.run.display import Display, LiveView, Passthrough, PrefixedLines
+from strata.run.engine import Runner, RunOptions, RunReport, StackResult
+from strata.terraform.binary import TerraformBinary
 from strata.validate import validate
 from strata.workspace import Workspace
 
@@ -44,7 +46,7 @@ def confirm(command: str, stacks: list[Stack], yes: bool) -> None:
 def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dependencies: bool = False,
         include_dependents: bool = False, yes: bool = False, detailed_exitcode: bool = False,
         json_report: Path | None = None, quiet: bool = False, bootstrap: bool = False,
-        summary_md: Path | None = None) -> int:
+        summary_md: Path | None = None, non_interactive: bool = False) -> int:
     repo = ws.repository()
     repo.require_valid()
     stacks = select(repo, selection, ws.cwd, dependencies=include_dependencies, dependents=include_dependents)
@@ -65,25 +67,115 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
         made = [c for c in changes if c.action in ("created", "changed")]
         err(f"backends ready: {len(made)} resource(s) created or repaired, "
             f"{len(changes) - len(made)} already in place")
-    if options.command in ("apply", "destroy") and not options.saved_plans:
+    if options.command == "apply" and not options.saved_plans and not yes:
+        return apply_as_shown(repo, binary, stacks, options, quiet=quiet, json_report=json_report,
+                              non_interactive=non_interactive)
+    if options.command == "destroy" and not yes:
+        if non_interactive:
+            raise UsageError("destroy changes infrastructure: pass --yes (--non-interactive never asks)")
         confirm(options.command, stacks, yes)
-    display: Display
-    if sys.stderr.isatty() and color_enabled(sys.stderr) and not os.environ.get("STRATA_NO_LIVE"):
-        display = LiveView(len(stacks))
-    else:
-        display = PrefixedLines(quiet=quiet)
-    runner = Runner(repo, binary, options, display)
-    try:
-        result = runner.execute(stacks)
-    finally:
-        display.close()
+    runner, result = execute(repo, binary, options, stacks, quiet)
     code = reporting.exit_code(result, detailed_exitcode)
-    reporting.print_summary(result)
+    reporting.print_summary(result, to_stderr=passthrough(len(stacks), quiet))
     if summary_md is not None:
         write_summary(runner, result, summary_md)
     if json_report is not None:
         reporting.write_json(result, code, json_report)
     return code
+
+
+def execute(repo: Repository, binary: TerraformBinary, options: RunOptions, stacks: list[Stack],
+            quiet: bool) -> tuple[Runner, RunReport]:
+    display = choose_display(len(stacks), quiet)
+    color = ((isinstance(display, Passthrough) and sys.stdout.isatty() and color_enabled(sys.stdout))
+             or (isinstance(display, LiveView) and color_enabled(sys.stderr)))
+    runner = Runner(repo, binary, dataclasses.replace(options, color=color), display)
+    try:
+        return runner, runner.execute(stacks)
+    finally:
+        display.close()
+
+
+def apply_as_shown(repo: Repository, binary: TerraformBinary, stacks: list[Stack], options: RunOptions, *,
+                   quiet: bool, json_report: Path | None, non_interactive: bool) -> int:
+    """``apply`` without ``--yes``: plan every stack, show the diffs and the summary, ask once, then apply
+    exactly those saved plans (as terraform's own apply does), never a second, different plan.
+
+    A saved plan that cannot be applied as shown is planned again and shown before anything more is asked:
+    one made with placeholder outputs of a dependency that had no state yet (``mock_outputs``), and one whose
+    code or inputs changed after it was shown (the engine refuses it as stale, e.g. because a dependency
+    applied just before it produced new outputs). Each round asks again; nothing unseen is ever applied.
+    """
+    if non_interactive or not sys.stdin.isatty():  # refused before planning: nobody could answer
+        why = "--non-interactive never asks" if non_interactive else "there is no terminal to ask"
+        raise UsageError(f"apply changes infrastructure in {len(stacks)} stack(s): pass --yes to apply without "
+                         f"asking ({why})")
+    by_path = {s.path: s for s in stacks}
+    pending = [s.path for s in stacks]
+    applied: list[StackResult] = []
+    last: RunReport | None = None
+    for _round in range(len(stacks) + 1):
+        plan_options = dataclasses.replace(options, command="plan", save_plans=True, saved_plans=False)
+        _, planned = execute(repo, binary, plan_options, [by_path[p] for p in pending], quiet)
+        reporting.print_summary(planned, to_stderr=passthrough(len(pending), quiet))
+        last = planned
+        if reporting.exit_code(planned, False) != 0:
+            err("nothing more applied: the plan failed")
+            return _finish(planned, applied, json_report, reporting.exit_code(planned, False))
+        ready = [r.path for r in planned.results if r.status == "changes" and not r.mocked]
+        placeholders = [r.path for r in planned.results if r.mocked]
+        if not ready:
+            if placeholders:
+                err(f"nothing can be applied as planned: {len(placeholders)} stack(s) were planned with placeholder "
+                    "outputs (mock_outputs) of dependencies that are not applied yet; select those dependencies too")
+                return _finish(planned, applied, json_report, EXIT_ERROR)
+            out("nothing to apply: the infrastructure matches the configuration")
+            return _finish(planned, applied, json_report, 0)
+        later = f" ({len(placeholders)} more, planned with placeholder outputs, come next)" if placeholders else ""
+        question = f"Apply the {len(ready)} plan(s) shown above{later}?"
+        ask(f"apply changes infrastructure in {len(ready)} stack(s)", question, "apply cancelled: nothing applied")
+        apply_options = dataclasses.replace(options, saved_plans=True, save_plans=False)
+        _, result = execute(repo, binary, apply_options, [by_path[p] for p in ready], quiet)
+        reporting.print_summary(result, to_stderr=passthrough(len(ready), quiet))
+        last = result
+        stale = {r.path for r in result.results if r.status == "failed" and "saved plan" in r.detail
+                 and ("stale" in r.detail or "mock outputs" in r.detail)}
+        skipped = {r.path for r in result.results if r.status == "skipped"}
+        applied.extend(r for r in result.results if r.path not in stale | skipped)
+        if result.interrupted or any(r.status in ("failed", "interrupted") for r in applied):
+            return _finish(result, applied, json_report, reporting.exit_code(result, False))
+        pending = sorted(stale | skipped | set(placeholders))
+        if not pending:
+            return _finish(result, applied, json_report, 0)
+        err(f"{len(pending)} stack(s) must be planned again before they can be applied: their code or inputs "
+            "changed since they were shown, or they were planned with placeholder outputs")
+    assert last is not None
+    return _finish(last, applied, json_report, EXIT_ERROR)
+
+
+def _finish(last: RunReport, applied: list[StackResult], json_report: Path | None, code: int) -> int:
+    """The JSON report of an apply as shown: every stack applied across its rounds, else the last report."""
+    if json_report is not None:
+        report = dataclasses.replace(last, command="apply", results=applied) if applied else last
+        reporting.write_json(report, code, json_report)
+    return code
+
+
+def passthrough(count: int, quiet: bool) -> bool:
+    """Whether stdout carries terraform's own output (one stack, not --quiet): strata's words go to stderr."""
+    return count == 1 and not quiet
+
+
+def choose_display(count: int, quiet: bool) -> Display:
+    """One stack: terraform's own output; many on a terminal: the live view with each diff once finished;
+    otherwise (CI, pipes) prefixed whole lines. ``--quiet`` and STRATA_NO_LIVE keep the prefixed lines."""
+    if passthrough(count, quiet):
+        return Passthrough()
+    if quiet:
+        return PrefixedLines(quiet=True)
+    if sys.stderr.isatty() and not os.environ.get("STRATA_NO_LIVE"):
+        return LiveView(count, color=color_enabled(sys.stderr))
+    return PrefixedLines()
 
 
 def write_summary(runner: Runner, result: RunReport, target: Path) -> list[Path]:

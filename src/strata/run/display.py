@@ -1,7 +1,16 @@
-"""What the user sees while stacks run: a live view on a terminal, whole prefixed lines otherwise."""
+"""What the user sees while stacks run.
+
+- One stack: terraform's output as terraform prints it (:class:`Passthrough`), strata's own lines on stderr.
+- Many stacks on a terminal: the live view of what runs (:class:`LiveView`), and each stack's diff or error
+  printed whole once it finishes, never interleaved with another stack's.
+- Many stacks otherwise (CI, a pipe): every line as ``<stack>: <line>``, one whole line at a time.
+
+Terraform's ``init``, which strata runs by itself before a stack's first command, is shown only when it fails.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -9,12 +18,30 @@ from typing import Any, Protocol
 
 from strata.scheduler import Outcome
 
+# Lines of a plan that say nothing about what will change (one per resource read back from the world).
+_NOISE = re.compile(r"^\S.*: (Refreshing state\.\.\.|Reading\.\.\.|Read complete after |Still reading\.\.\.)")
+# What makes a stack's output worth printing once it finishes: a diff, an apply's result, an error.
+_WORTH_SHOWING = ("will perform the following actions", "Changes to Outputs:", "Objects have changed outside",
+                  "Apply complete!", "Destroy complete!", "Error: ")
+
 
 class Display(Protocol):
     def start(self, path: str) -> None: ...
     def line(self, path: str, text: str) -> None: ...
+    def init_line(self, path: str, text: str) -> None: ...
     def finish(self, path: str, outcome: Outcome) -> None: ...
     def close(self) -> None: ...
+
+
+def shown_lines(lines: list[str]) -> list[str]:
+    """A stack's output as printed after it finishes: without the per-resource refresh lines and the blank
+    lines they leave at the start."""
+    kept = [line for line in lines if not _NOISE.match(re.sub(r"\x1b\[[0-9;]*m", "", line))]
+    while kept and not kept[0].strip():
+        kept.pop(0)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return kept
 
 
 class PrefixedLines:
@@ -36,6 +63,9 @@ class PrefixedLines:
         if not self.quiet:
             self._write(f"{path or '.'}: {text}")
 
+    def init_line(self, path: str, text: str) -> None:
+        self.line(path, text)
+
     def finish(self, path: str, outcome: Outcome) -> None:
         detail = f" ({outcome.detail})" if outcome.detail else ""
         self._write(f"{path or '.'}: strata: {outcome.status} in {outcome.duration:.1f}s{detail}")
@@ -44,18 +74,49 @@ class PrefixedLines:
         pass
 
 
-class LiveView:
-    """On a terminal: the running stacks with their elapsed time, and how many wait or are done."""
+class Passthrough:
+    """One stack: terraform's output on stdout exactly as terraform writes it (so ``strata run STACK --
+    output -json | jq`` works), strata's own words on stderr; ``init`` only when it fails."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self) -> None:
+        self._init: list[str] = []
+        self._shown = False
+
+    def start(self, path: str) -> None:
+        pass
+
+    def line(self, path: str, text: str) -> None:
+        self._shown = True
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def init_line(self, path: str, text: str) -> None:
+        self._init.append(text)
+
+    def finish(self, path: str, outcome: Outcome) -> None:
+        if outcome.status == "failed" and not self._shown and self._init:
+            sys.stdout.write("\n".join(shown_lines(self._init)) + "\n")
+            sys.stdout.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class LiveView:
+    """On a terminal: the running stacks with their elapsed time and how many wait or are done; each
+    finished stack's diff or error, whole, above it."""
+
+    def __init__(self, total: int, *, color: bool = True) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self.total = total
         self.running: dict[str, float] = {}
         self.finished: dict[str, Outcome] = {}
+        self.output: dict[str, list[str]] = {}
+        self.init_output: dict[str, list[str]] = {}
         self._lock = threading.Lock()
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, highlight=False, no_color=not color)
         self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True,
                          get_renderable=self._render)
         self.live.start()
@@ -65,6 +126,9 @@ class LiveView:
 
         with self._lock:
             table = Table(box=None, show_header=False, pad_edge=False)
+            table.add_column(justify="right", width=11)
+            table.add_column()
+            table.add_column(justify="right")
             now = time.monotonic()
             for path, since in sorted(self.running.items()):
                 table.add_row("[cyan]running[/]", path or ".", f"{now - since:5.1f}s")
@@ -79,15 +143,30 @@ class LiveView:
             self.running[path] = time.monotonic()
 
     def line(self, path: str, text: str) -> None:
-        pass  # the full output is in the stack's log file
+        with self._lock:
+            self.output.setdefault(path, []).append(text)
+
+    def init_line(self, path: str, text: str) -> None:
+        with self._lock:
+            self.init_output.setdefault(path, []).append(text)
 
     def finish(self, path: str, outcome: Outcome) -> None:
+        from rich.text import Text
+
         with self._lock:
             self.running.pop(path, None)
             self.finished[path] = outcome
+            lines = self.output.pop(path, [])
+            init = self.init_output.pop(path, [])
+        if outcome.status == "failed" and not lines:
+            lines = init
         color = {"ok": "green", "changes": "yellow", "skipped": "dim"}.get(outcome.status, "red")
+        if any(marker in line for line in lines for marker in _WORTH_SHOWING):
+            self.console.rule(Text(f" {path or '.'} ", style="bold"), align="left")
+            self.console.print(Text.from_ansi("\n".join(shown_lines(lines))), soft_wrap=True)
         detail = f" ({outcome.detail})" if outcome.detail else ""
-        self.console.print(f"[{color}]{outcome.status:>11}[/] {path or '.'} [dim]{outcome.duration:.1f}s{detail}[/]")
+        self.console.print(Text.assemble((f"{outcome.status:>11}", color), f" {path or '.'} ",
+                                         (f"{outcome.duration:.1f}s{detail}", "dim")))
 
     def close(self) -> None:
         self.live.stop()

@@ -8,6 +8,7 @@ line terraform prints goes to the stack's log file under ``.strata/logs/<run>/``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -59,6 +60,8 @@ class RunOptions:
     command: str  # init | validate | plan | apply | destroy | refresh | run
     parallelism: int
     args: list[str] = field(default_factory=list)  # for `strata run -- ...`
+    terraform_args: list[str] = field(default_factory=list)  # `strata plan ... -- -target=x`: to terraform as-is
+    color: bool = False  # terraform's own colours (its output goes to a terminal)
     fail_fast: bool = False
     lock_timeout: str = "0s"
     save_plans: bool = False  # plan --out
@@ -222,6 +225,8 @@ class Runner:
             argv = tf.refresh(binary, lock_timeout=timeout)
         else:
             argv = [binary, *self.options.args]
+        if command in ("plan", "destroy", "refresh") or (command == "apply" and not self.options.saved_plans):
+            argv += self.options.terraform_args  # a saved plan already is what its flags shaped
         mutating = command in ("apply", "destroy", "refresh", "run")
         if mutating:
             self._remember(stack, f"before {command}", log)
@@ -380,7 +385,10 @@ class Runner:
                 return None
         except FileNotFoundError:
             pass
-        done = self._terraform(stack, tf.init(self.binary.path), folder, env, log)
+        argv = tf.init(self.binary.path)
+        if self.options.command == "init":
+            argv += self.options.terraform_args
+        done = self._terraform(stack, argv, folder, env, log, shown=self.options.command == "init")
         if done.exit_code != 0:
             if done.interrupted:
                 return Outcome(INTERRUPTED, "stopped by an interrupt during init")
@@ -409,7 +417,8 @@ class Runner:
         write_atomic(plan.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode(), mode=SECRET)
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
 
-    def _terraform(self, stack: Stack, argv: list[str], cwd: Path, env: dict[str, str], log: IO[str]) -> Completed:
+    def _terraform(self, stack: Stack, argv: list[str], cwd: Path, env: dict[str, str], log: IO[str], *,
+                   shown: bool = True) -> Completed:
         """Run terraform, trying again where terraform gives up on a lock that nothing holds any more.
 
         - Terraform's pg backend takes advisory lock -1 whenever it creates a state row (``init`` of a new
@@ -429,7 +438,7 @@ class Runner:
         deadline = time.monotonic() + budget
         while True:
             started = datetime.now(UTC) - timedelta(seconds=1)
-            done = self._run_recorded(stack, argv, cwd, env, log)
+            done = self._run_recorded(stack, argv, cwd, env, log, shown)
             if done.exit_code in (0, 2) or done.interrupted or self.group.interrupted:
                 return done
             lock_failure = "Error acquiring the state lock" in done.output
@@ -451,13 +460,17 @@ class Runner:
                 left = max(0, int(deadline - time.monotonic()))
                 argv = [f"-lock-timeout={left}s" if a.startswith("-lock-timeout=") else a for a in argv]
 
-    def _run_recorded(self, stack: Stack, argv: list[str], cwd: Path, env: dict[str, str], log: IO[str]) -> Completed:
+    def _run_recorded(self, stack: Stack, argv: list[str], cwd: Path, env: dict[str, str], log: IO[str],
+                      shown: bool = True) -> Completed:
         """One terraform process, writing to a file of the stack's log folder, recorded while it runs so that
         a later run sees it if this strata dies first (see :mod:`strata.run.running`)."""
         subcommand = next((a for a in argv[1:] if not a.startswith("-")), "terraform")
         folder = private_dir(self.log_dir / (stack.path.replace("/", "__") or "root"))
         output = folder / f"{subcommand}-{next(self._runs)}.out"
         records: list[Path] = []
+        show = self.display.line if shown else self.display.init_line
+        if self.options.color and shown and subcommand != "terraform":
+            argv = [a for a in argv if a != "-no-color"]  # terraform's colours, on the user's terminal
 
         def started(pid: int) -> None:
             try:
@@ -466,9 +479,10 @@ class Runner:
                 log.write(f"strata: warning: could not record the running terraform: {exc}\n")
 
         try:
-            return run(argv, cwd, env, self.group, log,
-                       lambda line: self.display.line(stack.path, self.secrets.redact(line)),
+            done = run(argv, cwd, env, self.group, log, lambda line: show(stack.path, self.secrets.redact(line)),
                        output=output, on_start=started)
+            # what strata reads in the output (errors, counts, lock holders) is read without colours
+            return dataclasses.replace(done, output=tf.ANSI.sub("", done.output)) if "\x1b[" in done.output else done
         finally:
             for record in records:
                 running.forget(record)
@@ -613,7 +627,7 @@ def _parse_created(text: str) -> datetime | None:
 
 def last_error(output: str) -> str:
     """The first 'Error: ...' line terraform printed, or its last line."""
-    lines = [ln.strip(" │╷╵") for ln in re.sub(r"\x1b\[[0-9;]*m", "", output).splitlines()]
+    lines = [ln.strip(" │╷╵") for ln in tf.ANSI.sub("", output).splitlines()]
     for line in lines:
         if line.startswith("Error: "):
             return line[len("Error: "):]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from strata.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
-from strata.output import out, table
+from strata.output import err, out, table
 from strata.run.engine import RunReport
 
 
@@ -20,12 +20,14 @@ def summary_table(report: RunReport) -> str:
     return table(["STACK", "STATUS", "TIME", "ADD", "CHANGE", "DESTROY", "DETAIL"], rows)
 
 
-def print_summary(report: RunReport) -> None:
-    out(summary_table(report))
+def print_summary(report: RunReport, *, to_stderr: bool = False) -> None:
+    """The table and the closing line; on stderr when stdout carries terraform's own output (one stack)."""
+    write = err if to_stderr else out
+    write(summary_table(report))
     counts = report.counts()
     parts = [f"{counts[s]} {s}" for s in ("ok", "changes", "failed", "skipped", "interrupted") if s in counts]
-    out(f"{report.command}: {', '.join(parts) or 'nothing to do'} in {report.duration:.1f}s; "
-        f"logs in {report.log_dir}")
+    write(f"{report.command}: {', '.join(parts) or 'nothing to do'} in {report.duration:.1f}s; "
+          f"logs in {report.log_dir}")
 
 
 def to_json(report: RunReport, exit_code: int) -> dict[str, Any]:

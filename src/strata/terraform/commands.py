@@ -62,12 +62,12 @@ _PLAN = re.compile(r"Plan: (?:\d+ to import, )?(\d+) to add, (\d+) to change, (\
 _APPLY = re.compile(r"(?:Apply|Destroy) complete! Resources: (?:\d+ imported, )?(?:(\d+) added, (\d+) changed, )?"
                     r"(\d+) destroyed")
 _NO_CHANGES = re.compile(r"^No changes\.", re.M)
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terraform's colours
 
 
 def changes(output_text: str) -> Changes | None:
     """Resource counts from plan/apply/destroy output, or None when it has no summary line."""
-    output_text = _ANSI.sub("", output_text)
+    output_text = ANSI.sub("", output_text)
     found = _PLAN.findall(output_text)
     if found:
         add, change, destroy_count = (int(n) for n in found[-1])
@@ -88,7 +88,7 @@ _FINISHED = re.compile(r"^.+?: (Creation|Modifications|Destruction) complete aft
 def applied(output_text: str) -> Changes | None:
     """What apply/destroy did: its closing line, or, when it stopped early, the resources it finished
     (never what its plan announced); None when it did not get as far as planning."""
-    output_text = _ANSI.sub("", output_text)
+    output_text = ANSI.sub("", output_text)
     done = _APPLY.findall(output_text)
     if done:
         add, change, destroy_count = done[-1]

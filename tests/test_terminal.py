@@ -1,0 +1,190 @@
+"""What a person at a terminal sees (issue 11): strata in a real pseudo-terminal, real terraform.
+
+- one stack: terraform's plan diff as terraform prints it, `strata run STACK -- state list` prints addresses;
+- several stacks: the live view, and each stack's diff printed whole once it finishes;
+- apply: the prompt comes after the diffs, and what is applied is exactly the plan that was shown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import Result, write_tree
+
+pytestmark = pytest.mark.terraform
+
+Strata = Callable[..., Result]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+
+STACK = """\
+resource "null_resource" "{name}" {{
+  triggers = {{ size = "{size}" }}
+}}
+output "size" {{
+  value = null_resource.{name}.triggers.size
+}}
+"""
+
+
+class Terminal:
+    """strata on a pseudo-terminal: everything it writes (stdout and stderr, as on a screen), and a way to
+    answer its prompt once a given text has appeared."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        import pty
+
+        self.master, slave = pty.openpty()
+        full = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "50", **env}
+        full.pop("NO_COLOR", None)
+        full.pop("STRATA_NO_LIVE", None)
+        self.proc = subprocess.Popen([sys.executable, "-m", "strata", *args], cwd=cwd, env=full,
+                                     stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        self.raw = b""
+
+    @property
+    def text(self) -> str:
+        return ANSI.sub("", self.raw.decode("utf-8", errors="replace"))
+
+    def _read(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return True
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError as exc:  # EIO: the process closed the terminal
+            if exc.errno != errno.EIO:
+                raise
+            return False
+        if not chunk:
+            return False
+        self.raw += chunk
+        return True
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.text:
+            assert time.monotonic() < deadline, f"{text!r} never appeared:\n{self.text}"
+            if not self._read(0.5):
+                assert text in self.text, f"{text!r} never appeared before strata exited:\n{self.text}"
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def finish(self, timeout: float = 300) -> int:
+        deadline = time.monotonic() + timeout
+        while self._read(0.5):
+            assert time.monotonic() < deadline, f"strata did not finish:\n{self.text}"
+        code = self.proc.wait(timeout=60)
+        with contextlib.suppress(OSError):
+            os.close(self.master)
+        assert "Traceback" not in self.text, self.text
+        return code
+
+
+@pytest.fixture
+def repo(tmp_path: Path, provider_mirror: dict[str, str], tf_111: str) -> tuple[Path, dict[str, str]]:
+    root = write_tree(tmp_path / "repo", {
+        "strata.hcl": 'strata {}\nbackend "local" {}\n',
+        "dev/eu-west-1/01-net/strata.hcl": "stack {}\n",
+        "dev/eu-west-1/01-net/main.tf": STACK.format(name="net", size="small"),
+        "dev/eu-west-1/02-app/strata.hcl": "stack {}\n",
+        "dev/eu-west-1/02-app/main.tf": STACK.format(name="app", size="small"),
+    })
+    return root, {**provider_mirror, "STRATA_TERRAFORM": tf_111}
+
+
+def test_one_stack_shows_terraforms_plan_and_run_passes_its_output_through(
+        repo: tuple[Path, dict[str, str]]) -> None:
+    root, env = repo
+    term = Terminal(["plan", "dev/eu-west-1/01-net"], root, env)
+    assert term.finish() == 0
+    screen = term.text
+    assert "# null_resource.net will be created" in screen, screen
+    assert '+ "size" = "small"' in screen and "Plan: 1 to add, 0 to change, 0 to destroy." in screen, screen
+    assert "Initializing the backend" not in screen  # strata's own init is not the user's business
+
+    term = Terminal(["apply", "--yes", "dev/eu-west-1/01-net"], root, env)
+    assert term.finish() == 0, term.text
+    term = Terminal(["run", "dev/eu-west-1/01-net", "--", "state", "list"], root, env)
+    assert term.finish() == 0, term.text
+    assert re.search(r"^null_resource\.net$", term.text, re.MULTILINE), term.text
+
+
+def test_several_stacks_show_each_diff_whole_once_finished(repo: tuple[Path, dict[str, str]]) -> None:
+    root, env = repo
+    term = Terminal(["plan"], root, env)
+    assert term.finish() == 0, term.text
+    screen = term.text
+    for name in ("net", "app"):
+        assert f"# null_resource.{name} will be created" in screen, screen
+    # each diff is one block under its stack's heading: the second starts after the first one's last line
+    diffs = sorted((screen.index(f"# null_resource.{name} will be created"), f"dev/eu-west-1/{stack}")
+                   for name, stack in (("net", "01-net"), ("app", "02-app")))
+    (first, _), (second, second_stack) = diffs
+    first_end = screen.index("Plan: 1 to add", first)
+    assert first_end < screen.rindex(second_stack, 0, second) < second, screen
+
+
+def state_of(strata: Strata, root: Path, env: dict[str, str], stack: str) -> dict[str, str]:
+    """The stack's null_resource triggers by resource name, from its state ({} without a state)."""
+    import json
+
+    pulled = strata("state", "pull", stack, cwd=root, env=env)
+    if pulled.code != 0:
+        assert "no state" in pulled.output, pulled.output
+        return {}
+    resources = json.loads(pulled.stdout)["resources"]
+    return {r["name"]: r["instances"][0]["attributes"]["triggers"]["size"] for r in resources}
+
+
+def test_apply_shows_the_plans_asks_once_and_applies_exactly_what_was_shown(
+        strata: Strata, repo: tuple[Path, dict[str, str]]) -> None:
+    root, env = repo
+    term = Terminal(["apply"], root, env)
+    term.wait_for("Type 'yes' to go on:")
+    screen = term.text
+    assert "# null_resource.net will be created" in screen and "# null_resource.app will be created" in screen
+    assert "Apply the 2 plan(s) shown above?" in screen and screen.count("Type 'yes'") == 1
+    assert state_of(strata, root, env, "dev/eu-west-1/01-net") == {}  # nothing applied while asking
+
+    # the code changes between the prompt and the answer: that stack's shown plan is stale
+    main = root / "dev/eu-west-1/01-net/main.tf"
+    main.write_text(main.read_text().replace('size = "small"', 'size = "large"'))
+    term.send("yes\n")
+    term.wait_for("must be planned again")
+    term.wait_for("Apply the 1 plan(s) shown above?")
+    assert term.text.count("Type 'yes' to go on:") == 2
+    second = term.text[term.text.index("must be planned again"):]
+    assert '+ "size" = "large"' in second, second  # the new plan is shown before it is asked for
+    term.send("no\n")
+    assert term.finish() != 0
+    assert "apply cancelled: nothing applied" in term.text
+    # what was shown and confirmed was applied; the stale plan was not, and no unseen plan replaced it
+    assert state_of(strata, root, env, "dev/eu-west-1/02-app") == {"app": "small"}
+    assert state_of(strata, root, env, "dev/eu-west-1/01-net") == {}
+
+
+def test_apply_without_a_terminal_or_with_non_interactive_asks_nothing(
+        strata: Strata, repo: tuple[Path, dict[str, str]]) -> None:
+    root, env = repo
+    refused = strata("apply", cwd=root, env=env)
+    assert refused.code == 64 and "pass --yes" in refused.stderr, refused.output
+    assert state_of(strata, root, env, "dev/eu-west-1/01-net") == {}
+    term = Terminal(["apply", "--non-interactive"], root, env)
+    assert term.finish() == 64
+    assert "pass --yes" in term.text and "Type 'yes'" not in term.text
+    applied = strata("apply", "--auto-approve", cwd=root, env=env)
+    assert applied.code == 0, applied.output
+    assert state_of(strata, root, env, "dev/eu-west-1/01-net") == {"net": "small"}
