@@ -127,20 +127,53 @@ def _print_version(ctx: click.Context) -> None:
     ctx.exit(0)
 
 
+def complete(kind: str, incomplete: str) -> list[Any]:
+    """Shell completion of stack paths (``path``: also the folders above them; ``stack``: stacks only) and of
+    dimension values, from the repository around the working directory; nothing when there is none."""
+    from click.shell_completion import CompletionItem
+
+    from strata.errors import StrataError
+    from strata.model.selection import stack_folders
+    from strata.workspace import Workspace
+
+    try:
+        repo = Workspace(cwd=Path.cwd()).repository()
+    except StrataError:
+        return []
+    stacks = list(repo.stacks.values())
+    if kind in ("path", "stack"):
+        names = set(repo.stacks) if kind == "stack" else stack_folders(repo.stacks)
+    elif kind == "tag":
+        names = {tag for s in stacks for tag in s.tags}
+    else:
+        dimension = {"account": "account_id"}.get(kind, kind)
+        names = {v for s in stacks if (v := s.dimension(dimension))}
+        if kind == "layer":  # a layer may be named without its number
+            names |= {v.partition("-")[2] for v in list(names) if v.partition("-")[0].isdigit()}
+    return [CompletionItem(n) for n in sorted(names) if n and n.startswith(incomplete)]
+
+
 def selection_options(fn: F) -> F:
     """The selection every command accepts: path prefixes or globs, and dimension filters."""
     options = [
-        click.argument("paths", nargs=-1, metavar="[PATH|GLOB]..."),
+        click.argument("paths", nargs=-1, metavar="[PATH|GLOB]...", shell_complete=lambda c, p, i: complete("path", i)),
         click.option("--all", "select_all", is_flag=True,
                      help="Every stack, even when run from a sub-folder."),
-        click.option("--env", "environments", multiple=True, metavar="ENV", help="Only this environment."),
-        click.option("--region", "regions", multiple=True, metavar="REGION", help="Only this region."),
+        click.option("--env", "environments", multiple=True, metavar="ENV",
+                     shell_complete=lambda c, p, i: complete("environment", i), help="Only this environment."),
+        click.option("--region", "regions", multiple=True, metavar="REGION",
+                     shell_complete=lambda c, p, i: complete("region", i), help="Only this region."),
         click.option("--layer", "layers", multiple=True, metavar="LAYER",
+                     shell_complete=lambda c, p, i: complete("layer", i),
                      help="Only this layer (01-foundation, or just foundation)."),
-        click.option("--client", "clients", multiple=True, metavar="CLIENT", help="Only this client."),
-        click.option("--cloud", "clouds", multiple=True, metavar="CLOUD", help="Only this cloud."),
-        click.option("--account", "accounts", multiple=True, metavar="ID", help="Only this account id."),
-        click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only stacks with this tag."),
+        click.option("--client", "clients", multiple=True, metavar="CLIENT",
+                     shell_complete=lambda c, p, i: complete("client", i), help="Only this client."),
+        click.option("--cloud", "clouds", multiple=True, metavar="CLOUD",
+                     shell_complete=lambda c, p, i: complete("cloud", i), help="Only this cloud."),
+        click.option("--account", "accounts", multiple=True, metavar="ID",
+                     shell_complete=lambda c, p, i: complete("account", i), help="Only this account id."),
+        click.option("--tag", "tags", multiple=True, metavar="TAG",
+                     shell_complete=lambda c, p, i: complete("tag", i), help="Only stacks with this tag."),
         click.option("--changed", is_flag=True,
                      help="Only stacks affected by the change against --base (committed, staged, unstaged, "
                           "untracked files; git)."),
@@ -196,8 +229,28 @@ def graph_command(ws: Any, /, fmt: str, output: Path | None, **kwargs: Any) -> i
     return graph.run(ws, _selection(kwargs), fmt=fmt, output=output)
 
 
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+@click.pass_context
+def completion_command(ctx: click.Context, /, shell: str) -> int:
+    """Print the shell completion script: subcommands, options, stack paths and dimension values.
+
+    \b
+    bash: eval "$(strata completion bash)"           (in ~/.bashrc)
+    zsh:  eval "$(strata completion zsh)"            (in ~/.zshrc)
+    fish: strata completion fish | source            (in ~/.config/fish/config.fish)
+    """
+    from click.shell_completion import get_completion_class
+
+    completion_class = get_completion_class(shell)
+    assert completion_class is not None  # the three shells click ships
+    root = ctx.find_root()
+    click.echo(completion_class(root.command, {}, "strata", "_STRATA_COMPLETE").source())
+    return 0
+
+
 @cli.command("render")
-@click.argument("stack")
+@click.argument("stack", shell_complete=lambda c, p, i: complete("stack", i))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def render_command(ws: Any, /, stack: str, as_json: bool) -> int:
@@ -424,7 +477,7 @@ def state_ls_command(ws: Any, /, as_json: bool, **kwargs: Any) -> int:
 
 
 @state_group.command("pull")
-@click.argument("stack")
+@click.argument("stack", shell_complete=lambda c, p, i: complete("stack", i))
 @click.option("--version", "version", metavar="ID",
               help="A version from `strata state versions` instead of the current.")
 @click.pass_obj
@@ -436,7 +489,7 @@ def state_pull_command(ws: Any, /, stack: str, version: str | None) -> int:
 
 
 @state_group.command("versions")
-@click.argument("stack")
+@click.argument("stack", shell_complete=lambda c, p, i: complete("stack", i))
 @_json_option
 @click.pass_obj
 def state_versions_command(ws: Any, /, stack: str, as_json: bool) -> int:
@@ -447,7 +500,7 @@ def state_versions_command(ws: Any, /, stack: str, as_json: bool) -> int:
 
 
 @state_group.command("restore")
-@click.argument("stack")
+@click.argument("stack", shell_complete=lambda c, p, i: complete("stack", i))
 @click.option("--version", "version", required=True, metavar="ID", help="The version to make current again.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @_lock_timeout_option
@@ -461,22 +514,27 @@ def state_restore_command(ws: Any, /, stack: str, version: str, yes: bool, lock_
 
 
 @state_group.command("push")
-@click.argument("stack")
+@click.argument("stack", shell_complete=lambda c, p, i: complete("stack", i))
 @click.argument("file", metavar="FILE")
 @click.option("--force-lineage", is_flag=True,
               help="Replace a state of another lineage (like `terraform state push -force`).")
+@click.option("--force", is_flag=True,
+              help="Replace a newer state of the same lineage: FILE has a lower serial than the current state "
+                   "(or the same serial with other contents), so what was written since, such as another "
+                   "apply, is lost; the current state is backed up first.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @_lock_timeout_option
 @_json_option
 @click.pass_obj
-def state_push_command(ws: Any, /, stack: str, file: str, force_lineage: bool, yes: bool, lock_timeout: str,
-                       as_json: bool) -> int:
+def state_push_command(ws: Any, /, stack: str, file: str, force_lineage: bool, force: bool, yes: bool,
+                       lock_timeout: str, as_json: bool) -> int:
     """Save a state file (e.g. terraform's errored.tfstate; - for stdin) as the stack's state (locks, backs up
-    first, keeps the lineage, serial above every known one)."""
+    first, keeps the lineage, serial above every known one). A FILE older than the current state (a lower
+    serial: pulled before another apply) is refused unless --force."""
     from strata.commands import state
 
-    return state.push(ws, stack, file, yes=yes, force_lineage=force_lineage, lock_timeout=lock_timeout,
-                      as_json=as_json)
+    return state.push(ws, stack, file, yes=yes, force_lineage=force_lineage, force=force,
+                      lock_timeout=lock_timeout, as_json=as_json)
 
 
 @state_group.command("backup")
@@ -538,7 +596,7 @@ def state_mv_command(ws: Any, /, source: str, address: str, target: str, new_add
 
 
 @state_group.command("rm")
-@click.argument("stack")
+@click.argument("stack", shell_complete=lambda c, p, i: complete("stack", i))
 @click.argument("addresses", nargs=-1, required=True)
 @_json_option
 @click.pass_obj
@@ -550,7 +608,7 @@ def state_rm_command(ws: Any, /, stack: str, addresses: tuple[str, ...], as_json
 
 
 @state_group.command("import")
-@click.argument("stack")
+@click.argument("stack", shell_complete=lambda c, p, i: complete("stack", i))
 @click.argument("address")
 @click.argument("id")
 @click.pass_obj
@@ -661,7 +719,7 @@ def locks_command(ws: Any, /, as_json: bool, **kwargs: Any) -> int:
 
 
 @cli.command("unlock")
-@click.argument("stack")
+@click.argument("stack", shell_complete=lambda c, p, i: complete("stack", i))
 @click.option("--lock-id", metavar="ID", help="Only remove the lock if it has this ID.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj

@@ -254,12 +254,12 @@ class Runner:
             return Outcome(FAILED, self._lock_detail(stack, done.output))
         if command == "plan":
             if done.exit_code not in (0, 2):
-                return Outcome(FAILED, last_error(done.output))
+                return Outcome(FAILED, last_error(done.output, stack.path))
             if self.options.save_plans:
                 self._write_plan_meta(stack, inputs, data)
             return Outcome(CHANGES if done.exit_code == 2 else OK)
         if done.exit_code != 0:
-            return Outcome(FAILED, last_error(done.output))
+            return Outcome(FAILED, last_error(done.output, stack.path))
         if command == "apply" and data.get("plan_file"):
             self._plan_file(stack).unlink(missing_ok=True)  # a saved plan is applied once
         return Outcome(OK)
@@ -299,7 +299,7 @@ class Runner:
         data["errored_state"] = shown
         data.update(add=None, change=None, destroy=None)
         log.write(f"strata: terraform could not save the state; it is in {shown}\n")
-        why = "terraform was interrupted" if done.interrupted else last_error(done.output)
+        why = "terraform was interrupted" if done.interrupted else last_error(done.output, stack.path)
         status = INTERRUPTED if done.interrupted else FAILED
         return Outcome(status, f"state not saved ({why}): terraform wrote it to {shown}; push it with "
                                f"`strata state push {stack.path or '.'} {shown}`")
@@ -348,7 +348,7 @@ class Runner:
             self.secrets.add_outputs(outputs)
             log.write(printed.getvalue())
         if done.exit_code != 0:
-            raise StrataError(f"cannot read the outputs of {stack.path}: {last_error(done.output)}")
+            raise StrataError(f"cannot read the outputs of {stack.path}: {last_error(done.output, stack.path)}")
         if not isinstance(outputs, dict):
             raise StrataError(f"terraform output -json in {stack.path} did not print JSON")
         return outputs or None
@@ -380,8 +380,11 @@ class Runner:
     def _ensure_init(self, stack: Stack, env: dict[str, str], log: IO[str]) -> Outcome | None:
         folder = self.repo.root / stack.path
         stamp = folder / ".terraform" / INIT_STAMP
+        # always first, stamp or not: it reads the code through read_code, so a FIFO or a device as a .tf
+        # file fails the stack here instead of blocking terraform (which would outlive strata)
+        fingerprint = self._fingerprint(stack)
         try:
-            if stamp.read_text().strip() == self._fingerprint(stack) and self.options.command != "init":
+            if stamp.read_text().strip() == fingerprint and self.options.command != "init":
                 return None
         except FileNotFoundError:
             pass
@@ -392,7 +395,7 @@ class Runner:
         if done.exit_code != 0:
             if done.interrupted:
                 return Outcome(INTERRUPTED, "stopped by an interrupt during init")
-            return Outcome(FAILED, f"terraform init failed: {last_error(done.output)}")
+            return Outcome(FAILED, f"terraform init failed: {last_error(done.output, stack.path)}")
         self.providers.harvest(folder)
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(self._fingerprint(stack) + "\n")
@@ -625,14 +628,10 @@ def _parse_created(text: str) -> datetime | None:
     return datetime.strptime(f"{found[1]}T{found[2]}", "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
 
 
-def last_error(output: str) -> str:
-    """The first 'Error: ...' line terraform printed, or its last line."""
-    lines = [ln.strip(" │╷╵") for ln in tf.ANSI.sub("", output).splitlines()]
-    for line in lines:
-        if line.startswith("Error: "):
-            return line[len("Error: "):]
-    meaningful = [ln for ln in lines if ln.strip()]
-    return meaningful[-1] if meaningful else "terraform failed"
+def last_error(output: str, folder: str = "") -> str:
+    """Terraform's first error with its file:line (relative to the repository when ``folder`` is the stack's
+    path), and how many more; else its last line."""
+    return tf.first_error(output, folder)
 
 
 def default_cli_config() -> str | None:

@@ -16,7 +16,8 @@ def summary_table(report: RunReport) -> str:
     rows = []
     for r in report.results:
         counts = ["-" if n is None else str(n) for n in (r.add, r.change, r.destroy)]
-        rows.append([r.path or ".", r.status, f"{r.duration:.1f}s", *counts, r.detail])
+        detail = f"{r.detail}; log: {r.log}" if r.status == "failed" and r.log else r.detail
+        rows.append([r.path or ".", r.status, f"{r.duration:.1f}s", *counts, detail])
     return table(["STACK", "STATUS", "TIME", "ADD", "CHANGE", "DESTROY", "DETAIL"], rows)
 
 

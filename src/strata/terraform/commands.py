@@ -97,3 +97,72 @@ def applied(output_text: str) -> Changes | None:
     if finished or _PLAN.search(output_text) or _NO_CHANGES.search(output_text):
         return Changes(finished.count("Creation"), finished.count("Modifications"), finished.count("Destruction"))
     return None
+
+
+# -- errors -------------------------------------------------------------------------------------------
+
+_BOX = " │╷╵"
+_LOCATION = re.compile(r"^on (\S.*?) line (\d+)")
+_GENERIC = ("Terraform encountered problems during initialisation",)  # a preface to the real errors
+
+
+@dataclass(frozen=True, slots=True)
+class TerraformError:
+    summary: str
+    file: str = ""
+    line: int = 0
+    detail: str = ""
+
+    def describe(self, folder: str = "") -> str:
+        """``folder/main.tf:3: Unsupported block type: Blocks of type "resourc" are not expected here...``"""
+        where = f"{folder}/{self.file}" if folder and self.file else self.file
+        text = f"{where}:{self.line}: {self.summary}" if where else self.summary
+        return f"{text}: {self.detail}" if self.detail and len(self.detail) <= 200 else text
+
+
+def errors(output_text: str) -> list[TerraformError]:
+    """The error diagnostics terraform printed (``Error: <summary>``, ``on <file> line <n>``, then the detail),
+    in order: the human format, stable from Terraform 0.15 to 1.11 and OpenTofu."""
+    lines = [ln.strip(_BOX).rstrip() for ln in ANSI.sub("", output_text).splitlines()]
+    found: list[TerraformError] = []
+    i = 0
+    while i < len(lines):
+        if not lines[i].startswith("Error: "):
+            i += 1
+            continue
+        summary = [lines[i][len("Error: "):].strip()]
+        i += 1
+        while i < len(lines) and lines[i].strip():  # a long summary wraps
+            summary.append(lines[i].strip())
+            i += 1
+        file, line, detail = "", 0, ""
+        paragraph: list[str] = []
+        while i < len(lines) and not lines[i].startswith(("Error: ", "Warning: ")):
+            text = lines[i].strip()
+            located = _LOCATION.match(text)
+            if located and not file:
+                file, line = located[1].rstrip(":,"), int(located[2])
+            elif not text:
+                if paragraph and not detail:
+                    detail = " ".join(paragraph)
+                paragraph = []
+            elif not (located or re.match(r"^\d+:", text) or text.startswith(("├", "│", "(", "…"))
+                      or (text.startswith("with ") and text.endswith(","))):  # "with null_resource.x,"
+                paragraph.append(text)
+            i += 1
+        if paragraph and not detail:
+            detail = " ".join(paragraph)
+        found.append(TerraformError(" ".join(summary), file, line, detail))
+    specific = [e for e in found if not e.summary.startswith(_GENERIC)]
+    return specific or found
+
+
+def first_error(output_text: str, folder: str = "") -> str:
+    """What a summary says of a failure: the first error with its file:line, and how many more there are;
+    else terraform's last line."""
+    found = errors(output_text)
+    if found:
+        more = f" (and {len(found) - 1} more error(s))" if len(found) > 1 else ""
+        return found[0].describe(folder) + more
+    meaningful = [ln.strip(_BOX) for ln in ANSI.sub("", output_text).splitlines() if ln.strip(_BOX).strip()]
+    return meaningful[-1].strip() if meaningful else "terraform failed"
