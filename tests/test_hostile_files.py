@@ -93,6 +93,42 @@ def test_a_module_file_that_is_not_a_regular_file_fails_the_stack_not_the_run(
     assert f"modules/net/main.tf: cannot read: {WORDS[kind]}" in result.output
 
 
+def processes_in(folder: Path) -> list[int]:
+    """The processes whose working directory is ``folder`` (terraform runs in the stack's folder)."""
+    target = os.path.realpath(folder)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "cwd") == target:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.terraform
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_tf_file_that_is_not_a_regular_file_fails_a_stacks_first_init_before_terraform_runs(
+        tmp_path: Path, strata: Strata, tf_111: str, provider_mirror: dict[str, str], kind: str) -> None:
+    """Never initialised, so no init stamp to compare: terraform itself would block reading the FIFO (or read
+    /dev/zero for ever), in its own session, outliving strata. The engine reads the code first. (The stack's
+    own main.tf is refused earlier, by the repository's checks: a module's file gets as far as the engine.)"""
+    repo = write_tree(tmp_path, {"strata.hcl": ROOT, "app/strata.hcl": STACK,
+                                 "app/main.tf": 'module "net" {\n  source = "../modules/net"\n}\n',
+                                 "modules/net/main.tf": "# a module\n"})
+    plant(repo / "modules" / "net" / "main.tf", kind)
+    try:
+        result = strata("plan", "app", cwd=repo, env={**provider_mirror, "STRATA_TERRAFORM": tf_111}, timeout=120)
+        assert result.code == 1, result.output
+        assert f"modules/net/main.tf: cannot read: {WORDS[kind]}" in result.output, result.output
+        assert processes_in(repo / "app") == [], "no terraform started in the stack's folder"
+        assert not (repo / "app" / ".terraform").exists()
+    finally:
+        for pid in processes_in(repo / "app"):  # a terraform this test started, left blocked on the file
+            os.kill(pid, 9)
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_a_generated_backend_file_that_is_not_a_regular_file_is_an_error(
         tmp_path: Path, strata: Strata, kind: str) -> None:

@@ -531,6 +531,49 @@ def test_push_refuses_other_contents_at_the_current_serial(strata: Strata, tmp_p
     assert json.loads(pushed.stdout)["serial"] == 7
 
 
+def test_push_refuses_a_file_pulled_before_another_apply_unless_forced(strata: Strata, tmp_path: Path) -> None:
+    """pull, edit, push while another apply landed in between: the push would silently drop that apply, so it
+    is refused (terraform's `state push` too) naming both serials, unless --force, which backs up first."""
+    repo = make_repo(tmp_path / "repo")
+    put_state(repo, state_bytes(5, resources=2))
+    pulled = strata("state", "pull", "app", cwd=repo)
+    assert pulled.code == 0, pulled.output
+    edited = json.loads(pulled.stdout)
+    edited["resources"] = edited["resources"][:1]  # the edit: a resource removed by hand
+    file = tmp_path / "edited.tfstate"
+    file.write_text(json.dumps(edited))
+    applied = put_state(repo, state_bytes(6, resources=3)).read_bytes()  # another apply lands meanwhile
+
+    refused = strata("state", "push", "app", str(file), "--yes", cwd=repo)
+    assert refused.code == 1, refused.output
+    assert (f"refusing to push {file}: its serial 5 is below the current state's serial 6 (lineage {LINEAGE})"
+            in refused.stderr), refused.output
+    for hint in ("nothing was written", "strata state pull app", "strata state restore app", "--force"):
+        assert hint in refused.stderr, (hint, refused.output)
+    assert "Traceback" not in refused.stderr
+    assert state_file(repo).read_bytes() == applied and backups(repo) == []
+
+    forced = strata("state", "push", "app", str(file), "--yes", "--force", "--json", cwd=repo)
+    assert forced.code == 0, forced.output
+    result = json.loads(forced.stdout)
+    assert result["serial"] == 7 and result["previous_serial"] == 6 and result["lineage"] == LINEAGE
+    assert Path(result["backup"]).read_bytes() == applied
+    assert StateDocument.parse(state_file(repo).read_bytes()).resource_count == 1
+    assert "--force" in strata("state", "push", "--help", cwd=repo).stdout
+
+
+def test_push_refuses_an_errored_state_older_than_the_current_one(strata: Strata, tmp_path: Path) -> None:
+    """terraform's errored.tfstate may keep the current serial, never a lower one: another write came after it."""
+    repo = make_repo(tmp_path / "repo")
+    current = put_state(repo, state_bytes(6, resources=2)).read_bytes()
+    errored = repo / "app" / "errored.tfstate"
+    errored.write_bytes(state_bytes(5, resources=3))
+    refused = strata("state", "push", "app", "app/errored.tfstate", "--yes", cwd=repo)
+    assert refused.code == 1 and "its serial 5 is below the current state's serial 6" in refused.stderr, \
+        refused.output
+    assert state_file(repo).read_bytes() == current and errored.exists()
+
+
 def test_push_takes_the_same_serial_from_the_same_contents_and_from_terraforms_errored_state(
         strata: Strata, tmp_path: Path) -> None:
     """A newer terraform's rewrite of the same state, and terraform's errored.tfstate, which it made from the
@@ -650,8 +693,8 @@ def test_s3_restore_and_push_count_every_object_version(strata: Strata, moto_ser
     assert json.loads(done.stdout)["serial"] == 10, "one above serial 9 in the object versions"
     assert moto_server.table_items(table)[f"{bucket}/{key}-md5"]["Digest"]  # terraform's digest kept in step
     pushed_file = tmp_path / "in.tfstate"
-    pushed_file.write_bytes(state_bytes(1, resources=3))
-    pushed = strata("state", "push", "app", str(pushed_file), "--yes", "--json", cwd=repo)
+    pushed_file.write_bytes(state_bytes(1, resources=3))  # older than the current serial 10: on purpose
+    pushed = strata("state", "push", "app", str(pushed_file), "--yes", "--force", "--json", cwd=repo)
     assert pushed.code == 0, pushed.output
     assert json.loads(pushed.stdout)["serial"] == 11
     current = StateDocument.parse(moto_server.get_object(bucket, key))

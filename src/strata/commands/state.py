@@ -216,8 +216,8 @@ def _read_state_file(file: str) -> bytes:
     raise StateError(f"standard input holds more than {PUSH_LIMIT // (1024 * 1024)} MiB: not a state to push")
 
 
-def push(ws: Workspace, stack_arg: str, file: str, *, yes: bool, force_lineage: bool, lock_timeout: str,
-         as_json: bool) -> int:
+def push(ws: Workspace, stack_arg: str, file: str, *, yes: bool, force_lineage: bool, force: bool,
+         lock_timeout: str, as_json: bool) -> int:
     """Write a state file (terraform's errored.tfstate, a backup) as the stack's state, under the write rules."""
     from strata.migrate.journal import refuse_if_interrupted
     from strata.state.operations import backup_dir
@@ -235,7 +235,8 @@ def push(ws: Workspace, stack_arg: str, file: str, *, yes: bool, force_lineage: 
     is_errored = file != "-" and errored.is_file() and Path(file).resolve() == errored.resolve()
     with open_store(root, stack) as store:
         result = do_push(root, stack, store, contents, file if file != "-" else "standard input",
-                         force_lineage=force_lineage, lock_timeout=timeout, errored_state=is_errored)
+                         force_lineage=force_lineage, force=force, lock_timeout=timeout,
+                         errored_state=is_errored)
     moved = None
     if is_errored:
         # saved now: keep terraform's file with the backups, so plan/apply no longer stop at it

@@ -399,15 +399,17 @@ def restore(root: Path, stack: Stack, store: StateStore, version_id: str, *, loc
 
 
 def push(root: Path, stack: Stack, store: StateStore, contents: bytes, source: str, *, force_lineage: bool = False,
-         lock_timeout: float = 0.0, errored_state: bool = False) -> WriteResult:
+         force: bool = False, lock_timeout: float = 0.0, errored_state: bool = False) -> WriteResult:
     """Write the state in ``contents`` (from ``source``, e.g. terraform's ``errored.tfstate``) as the stack's.
 
     It must be a sound version-4 state (an empty lineage takes the stack's). Its lineage must be the current
     state's, unless the current state is absent or empty (no resources, no outputs), or ``force_lineage``
     (Terraform's ``state push -force``); over a damaged state, the newest sound version's lineage counts.
-    With the current state's lineage and serial, its contents must be the current state's: other contents
-    at the same serial are a lost update, unless it is the stack's ``errored_state`` (terraform made it from
-    the current state and could not save it, so it still has the serial it read).
+    Within the current state's lineage, its serial must not be below the current one, and at the current
+    serial its contents must be the current state's (Terraform's rules): else it was made from an older
+    read, and writing it would undo what was written since (another apply). The stack's ``errored_state``
+    may have the current serial with other contents (terraform made it from the current state and could
+    not save it, so it still has the serial it read); ``force`` overrides both (Terraform's ``-force``).
     The serial is one above every known one, the pushed file's included.
     """
     try:
@@ -428,8 +430,10 @@ def push(root: Path, stack: Stack, store: StateStore, contents: bytes, source: s
             raise StateError(f"{stack.path} ({store.where}): refusing to push {source}: its lineage {new.lineage} "
                              f"is not the lineage {theirs} of {what}, so it is another state; nothing was written "
                              "(pass --force-lineage to replace it anyway, like `terraform state push -force`)")
-        if current is not None and not current.is_empty() and not errored_state:
-            _refuse_same_serial(stack, store, current, new, source)
+        if current is not None and not current.is_empty() and not force:
+            _refuse_older_serial(stack, store, current, new, source)
+            if not errored_state:
+                _refuse_same_serial(stack, store, current, new, source)
         lineage = (new.lineage or (current.lineage if current is not None else "") or history.lineage
                    or str(uuid.uuid4()))
         return new.with_identity(next_serial(history, current, new), lineage)
@@ -447,6 +451,21 @@ def _refuse_same_serial(stack: Stack, store: StateStore, current: StateDocument,
                          "of the state or edited by hand; nothing was written. Compare it with `strata state pull "
                          f"{stack.path}`; if its contents are the ones to keep, set its serial to {current.serial + 1} "
                          "(as `terraform state push` asks)")
+
+
+def _refuse_older_serial(stack: Stack, store: StateStore, current: StateDocument, new: StateDocument,
+                         source: str) -> None:
+    """A lower serial of the current lineage was pulled before the current state was written: pushing it
+    would silently drop what was written since (typically another apply between pull, edit and push)."""
+    if new.lineage in ("", current.lineage) and new.serial < current.serial:
+        raise StateError(f"{stack.path} ({store.where}): refusing to push {source}: its serial {new.serial} is "
+                         f"below the current state's serial {current.serial} (lineage {current.lineage}), so it "
+                         "was made from an older read of the state and pushing it would undo what was written "
+                         "since (another apply, for instance); nothing was written. Pull the state again "
+                         f"(`strata state pull {stack.path}`) and redo the edit on it; to go back to an older "
+                         f"version on purpose, use `strata state restore {stack.path} --version ID` (see "
+                         f"`strata state versions {stack.path}`); to overwrite the newer state knowingly, pass "
+                         "--force (it is backed up first)")
 
 
 def _refuse_while_locked(stack: Stack, store: StateStore, what: str) -> None:
