@@ -222,6 +222,29 @@ def test_a_state_strata_writes_to_a_custom_local_path_is_private_and_ignored_by_
 # -- N1: numbers out of range ---------------------------------------------------------------------------
 
 
+@pytest.mark.terraform
+def test_a_state_terraform_writes_to_a_custom_local_path_is_private_and_ignored_by_git(
+        tmp_path: Path, strata: Strata, tf_111: str, provider_mirror: dict[str, str]) -> None:
+    """terraform makes a local state's folder 0755 and the state and its .backup 0644: strata makes the folder
+    first (0700, ignored by git) and the files 0600 once terraform ran."""
+    null = 'resource "null_resource" "a" {\n  triggers = { v = "%s" }\n}\n'
+    repo = committed(write_tree(tmp_path / "repo", {
+        "strata.hcl": ROOT, "app/main.tf": null % 1,
+        "app/strata.hcl": 'stack {}\nbackend "local" {\n  path = "../states/app/terraform.tfstate"\n}\n'}))
+    env = {**provider_mirror, "STRATA_TERRAFORM": tf_111}
+    assert strata("apply", "--yes", "-q", cwd=repo, env=env).code == 0
+    (repo / "app" / "main.tf").write_text(null % 2)  # a second apply: terraform keeps the first in .backup
+    applied = strata("apply", "--yes", "-q", cwd=repo, env=env)
+    assert applied.code == 0, applied.output
+    state = repo / "states" / "app" / "terraform.tfstate"
+    backup = state.with_name("terraform.tfstate.backup")
+    assert json.loads(state.read_bytes())["resources"] and json.loads(backup.read_bytes())["resources"]
+    assert (state.stat().st_mode & 0o777, backup.stat().st_mode & 0o777) == (SECRET, SECRET)
+    assert (repo / "states").stat().st_mode & 0o777 == 0o700
+    assert (repo / "states" / "app").stat().st_mode & 0o777 == 0o700
+    assert "states/" not in git(repo, "status", "--porcelain", "--untracked-files=all")
+
+
 @pytest.mark.parametrize("literal", ["1e-400", "2.5e-320", "0.000000001e-330"])
 def test_a_number_too_small_for_a_double_is_an_error_at_its_line(literal: str) -> None:
     with pytest.raises(ConfigError) as caught:

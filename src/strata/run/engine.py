@@ -204,6 +204,9 @@ class Runner:
             env.update(_tf_vars(inputs, self.repo.root / stack.path))
         if self.group.interrupted:
             return Outcome(INTERRUPTED, "interrupted before it started")
+        state = self._local_state(stack)
+        if state is not None:  # terraform would make its folder 0755 (its states 0644), and git would see it
+            private_dir(state.parent, repository=self.repo.root)
         problem = self._ensure_init(stack, env, log)
         if problem:
             return problem
@@ -232,6 +235,9 @@ class Runner:
             self._remember(stack, f"before {command}", log)
         errored_before = _file_identity(cwd / ERRORED_STATE)
         done = self._terraform(stack, argv, cwd, env, log)
+        if state is not None:
+            for written in (state, state.with_name(state.name + ".backup")):
+                _private_file(written)
         if command == "plan" and self.options.save_plans:
             _private_file(self._plan_file(stack))
         if mutating and done.exit_code == 0:
@@ -552,6 +558,15 @@ class Runner:
                                        f"lock ID {fields['ID']}" if "ID" in fields else "") if p)
         return f"the state is locked by {who}; retry with --lock-timeout, or see `strata locks`"
 
+    def _local_state(self, stack: Stack) -> Path | None:
+        """The file terraform keeps the stack's state in, for a local backend (None for the others)."""
+        if stack.backend is None or stack.backend.type != "local":
+            return None
+        from strata.backends.local import LocalStore
+
+        with open_store(self.repo.root, stack) as store:
+            return store.path if isinstance(store, LocalStore) else None
+
     def _has_no_state(self, stack: Stack) -> bool:
         """True when the backend holds no state for the stack (an empty state still counts as state)."""
         if stack.backend is None:
@@ -614,8 +629,8 @@ def _tf_vars(inputs: dict[str, Any], folder: Path) -> dict[str, str]:
 
 
 def _private_file(path: Path) -> None:
-    """A saved plan holds every variable's value, secrets included: terraform creates it with the umask's
-    mode (inside strata's 0700 folder, so nobody else could read it meanwhile); make it 0600."""
+    """A saved plan or a local state holds every variable's value, secrets included: terraform creates it with
+    the umask's mode (inside a 0700 folder, so nobody else could read it meanwhile); make it 0600."""
     if path.is_file():
         os.chmod(path, SECRET)
 
