@@ -365,6 +365,34 @@ def test_broken_code_is_a_failed_verdict_with_the_error(tmp_path: Path, tf_111: 
     assert verdict.log is not None and "var.missing" in verdict.log.read_text()
 
 
+def test_inputs_computed_from_a_secret_are_redacted_in_the_logs(tmp_path: Path, tf_111: str,
+                                                               provider_mirror: dict[str, str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """upper() of a sensitive dependency output is as secret as the output: terraform's plan prints it."""
+    binary = offline(tf_111, provider_mirror, monkeypatch)
+    root = write_tree(tmp_path / "repo", {
+        "strata.hcl": 'strata {}\nbackend "local" {}\n',
+        "db/strata.hcl": "stack {}\n",
+        "db/main.tf": 'output "password" {\n  value     = "x"\n  sensitive = true\n}\n',
+        "app/strata.hcl": 'stack {}\ndependency "db" {\n  path = "../db"\n}\n'
+                          "inputs = {\n  token = upper(dependency.db.outputs.password)\n}\n",
+        "app/main.tf": 'variable "token" {\n  type = string\n}\n'
+                       'resource "null_resource" "a" {\n  triggers = { t = var.token }\n}\n',
+    })
+    db_state = json.loads(EMPTY_STATE)
+    db_state["outputs"] = {"password": {"value": "hunter2-pw", "type": "string", "sensitive": True}}
+    state_path(root, "db").parent.mkdir(parents=True)
+    state_path(root, "db").write_bytes(encode(db_state))
+
+    result = verify(loaded(root), binary, {"app": EMPTY_STATE}, work=tmp_path / "w")
+    [verdict] = result.verdicts
+    assert verdict.changes == ("null_resource.a: create",), verdict  # the plan printed the trigger
+    assert verdict.log is not None
+    logged = verdict.log.read_text()
+    assert "HUNTER2-PW" not in logged and "hunter2-pw" not in logged, logged
+    assert '"t" = "(sensitive value)"' in logged, logged  # terraform printed it; strata redacted it
+
+
 def test_plan_changes_lists_every_real_change() -> None:
     plan: dict[str, Any] = {
         "resource_changes": [

@@ -258,7 +258,7 @@ class _Verifier:
             else:
                 return {}, (f'dependency "{dep.name}" ({dep.path}) has no outputs (no state yet) and no '
                             "mock_outputs: its inputs cannot be set")
-        return resolve_inputs(stack, values), ""
+        return resolve_inputs(stack, values, secrets=self.secrets), ""
 
     def _show(self, copy: Path, log: IO[str]) -> tuple[tuple[str, ...], str]:
         """Every planned change of the saved plan (resources, then outputs); or why it could not be read."""
