@@ -105,3 +105,10 @@ def test_closure_terminates_on_cycles() -> None:
     g = graph({"a": ["b"], "b": ["a"], "c": ["a"]})
     assert g.closure(["c"], dependencies=True) == {"a", "b", "c"}
     assert g.closure(["a"], dependents=True) == {"a", "b", "c"}
+
+
+def test_closure_both_ways_does_not_pull_in_the_dependencies_of_dependents() -> None:
+    # b and c share the vpc a; d runs on b. Widening b both ways is a, b and d: c is b's sibling, not asked for.
+    g = graph({"a": [], "b": ["a"], "c": ["a"], "d": ["b"]})
+    assert g.closure(["b"], dependencies=True, dependents=True) == {"a", "b", "d"}
+    assert g.closure(iter(["b"]), dependencies=True, dependents=True) == {"a", "b", "d"}

@@ -219,14 +219,23 @@ def ls_command(ws: Any, /, as_json: bool, run_order: bool, explain: bool, **kwar
 @cli.command("graph")
 @selection_options
 @click.option("--format", "fmt", type=click.Choice(["dot", "mermaid"]), default="dot", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: nodes and edges.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE; .png/.svg/.pdf files are drawn with Graphviz (dot).")
+@click.option("--include-dependencies", is_flag=True, help="Also draw what the selected stacks depend on.")
+@click.option("--include-dependents", is_flag=True, help="Also draw what depends on the selected stacks.")
+@click.option("--group-by", multiple=True, metavar="DIMENSION[,...]",
+              help="One node per group of stacks (environment, region, layer, client, account, cloud), "
+                   "edges counting the dependencies between groups.")
 @click.pass_obj
-def graph_command(ws: Any, /, fmt: str, output: Path | None, **kwargs: Any) -> int:
-    """Show the stack dependency graph (DOT or Mermaid; an image with Graphviz)."""
+def graph_command(ws: Any, /, fmt: str, as_json: bool, output: Path | None, include_dependencies: bool,
+                  include_dependents: bool, group_by: tuple[str, ...], **kwargs: Any) -> int:
+    """Show the stack dependency graph (DOT, Mermaid or JSON; an image with Graphviz)."""
     from strata.commands import graph
 
-    return graph.run(ws, _selection(kwargs), fmt=fmt, output=output)
+    return graph.run(ws, _selection(kwargs), fmt="json" if as_json else fmt, output=output,
+                     include_dependencies=include_dependencies, include_dependents=include_dependents,
+                     group_by=graph.parse_group_by(group_by))
 
 
 @cli.command("completion")

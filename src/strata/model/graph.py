@@ -106,17 +106,26 @@ class StackGraph:
         return order
 
     def closure(self, paths: Iterable[str], *, dependencies: bool = False, dependents: bool = False) -> set[str]:
-        """``paths`` widened along the graph: with their dependencies and/or their dependents."""
-        result = set(paths)
-        frontier = list(result)
-        while frontier:
-            node = frontier.pop()
-            nexts: set[str] = set()
-            if dependencies:
-                nexts |= self.depends_on.get(node, set())
-            if dependents:
-                nexts |= self.dependents.get(node, set())
-            for n in nexts - result:
-                result.add(n)
-                frontier.append(n)
+        """``paths`` widened along the graph: with their dependencies and/or their dependents.
+
+        Both at once is the union of the two walks, not the connected part of the graph: the dependencies of a
+        dependent (a sibling sharing a VPC) are not asked for, and would pull in a whole environment.
+        """
+        start = set(paths)
+        result = set(start)
+        if dependencies:
+            result |= self._reachable(start, self.depends_on)
+        if dependents:
+            result |= self._reachable(start, self.dependents)
         return result
+
+    @staticmethod
+    def _reachable(start: set[str], edges: Mapping[str, set[str]]) -> set[str]:
+        """``start`` and every stack reached from it along ``edges``."""
+        seen = set(start)
+        frontier = list(start)
+        while frontier:
+            for n in edges.get(frontier.pop(), set()) - seen:
+                seen.add(n)
+                frontier.append(n)
+        return seen
