@@ -186,7 +186,7 @@ def test_code_strata_cannot_read_leaves_the_error_to_terraform(
     })
     planned = strata("plan", "dst", cwd=repo, env={**provider_mirror, "STRATA_TERRAFORM": tf_111})
     assert planned.code == 1, planned.output  # and no traceback: the strata fixture checks every run
-    assert "dst" in planned.stdout and "failed" in planned.stdout, planned.output
+    assert "dst" in planned.stderr and "failed" in planned.stderr, planned.output  # one stack: summary on stderr
 
 
 # -- the state terraform could not save ------------------------------------------------------------------
@@ -210,5 +210,5 @@ def test_an_errored_state_is_readable_by_its_owner_only(
         broken = strata("apply", "--yes", "s", cwd=repo, env=env)
     finally:
         os.umask(old)
-    assert broken.code == 1 and "state not saved" in broken.stdout, broken.output
+    assert broken.code == 1 and "state not saved" in broken.stderr, broken.output  # one stack: summary on stderr
     assert stat.S_IMODE((repo / "s" / "errored.tfstate").stat().st_mode) == 0o600
