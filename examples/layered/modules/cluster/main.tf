@@ -52,6 +52,13 @@ resource "null_resource" "cluster" {
     vpc_id     = var.vpc_id
     subnet_ids = join(",", var.subnet_ids)
     tags       = jsonencode(var.tags)
+    # Drawn once, when the cluster is created: its endpoint and node security group derive from it, so every
+    # stack's are its own (null_resource ids repeat from stack to stack; see modules/network).
+    unique = uuid()
+  }
+
+  lifecycle {
+    ignore_changes = [triggers["unique"]]
   }
 }
 
@@ -67,10 +74,14 @@ output "cluster_name" {
   value = var.cluster_name
 }
 
+locals {
+  unique = sha1("${var.cluster_name}/${null_resource.cluster.triggers.unique}")
+}
+
 output "cluster_endpoint" {
-  value = "https://${upper(substr(md5(null_resource.cluster.id), 0, 16))}.${var.region}.eks.acme.internal"
+  value = "https://${upper(substr(local.unique, 0, 16))}.${var.region}.eks.acme.internal"
 }
 
 output "node_security_group_id" {
-  value = "sg-${null_resource.node_group.id}"
+  value = format("sg-0%s", substr(sha1("${local.unique}/node-group"), 0, 16))
 }

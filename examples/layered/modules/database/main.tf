@@ -72,11 +72,22 @@ resource "null_resource" "db" {
     subnet_group     = null_resource.subnet_group.id
     allowed_groups   = join(",", var.allowed_security_group_ids)
     tags             = jsonencode(var.tags)
+    # Drawn once, when the database is created: its endpoint derives from it, so every stack's is its own
+    # (null_resource ids repeat from stack to stack; see modules/network).
+    unique = uuid()
+  }
+
+  lifecycle {
+    ignore_changes = [triggers["unique"]]
   }
 }
 
+locals {
+  unique = sha1("${var.identifier}/${null_resource.db.triggers.unique}")
+}
+
 output "db_endpoint" {
-  value = "${var.identifier}.${substr(md5(null_resource.db.id), 0, 12)}.${var.region}.rds.acme.internal:5432"
+  value = "${var.identifier}.${substr(local.unique, 0, 12)}.${var.region}.rds.acme.internal:5432"
 }
 
 output "db_name" {

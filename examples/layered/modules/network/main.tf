@@ -39,21 +39,34 @@ resource "null_resource" "vpc" {
     name       = var.name
     cidr_block = var.cidr_block
     tags       = jsonencode(var.tags)
+    # Drawn once, when the VPC is created: the ids below derive from it, so every stack's VPC has its own
+    # id, as in AWS. (A null_resource id would not do: the provider draws them from an unseeded generator,
+    # so the first one of every stack is the same number.)
+    unique = uuid()
   }
+
+  lifecycle {
+    ignore_changes = [triggers["unique"]]
+  }
+}
+
+locals {
+  # vpc-0 and 16 hex digits, like an AWS VPC id
+  vpc_id = format("vpc-0%s", substr(sha1("${var.name}/${null_resource.vpc.triggers.unique}"), 0, 16))
 }
 
 resource "null_resource" "private_subnet" {
   count = length(var.availability_zones)
 
   triggers = {
-    vpc               = null_resource.vpc.id
+    vpc               = local.vpc_id
     availability_zone = var.availability_zones[count.index]
     cidr_block        = local.private_subnet_cidrs[count.index]
   }
 }
 
 output "vpc_id" {
-  value = "vpc-${null_resource.vpc.id}"
+  value = local.vpc_id
 }
 
 output "vpc_cidr" {
@@ -61,7 +74,11 @@ output "vpc_cidr" {
 }
 
 output "private_subnet_ids" {
-  value = [for subnet in null_resource.private_subnet : "subnet-${subnet.id}"]
+  # subnet-0 and 16 hex digits of the VPC id and the subnet's block: unique because the VPC id is
+  value = [
+    for subnet in null_resource.private_subnet :
+    format("subnet-0%s", substr(sha1("${subnet.triggers.vpc}/${subnet.triggers.cidr_block}"), 0, 16))
+  ]
 }
 
 output "private_subnet_cidrs" {
