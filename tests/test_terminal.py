@@ -188,3 +188,14 @@ def test_apply_without_a_terminal_or_with_non_interactive_asks_nothing(
     applied = strata("apply", "--auto-approve", cwd=root, env=env)
     assert applied.code == 0, applied.output
     assert state_of(strata, root, env, "dev/eu-west-1/01-net") == {"net": "small"}
+
+
+def test_no_color_keeps_the_live_view_without_colours(repo: tuple[Path, dict[str, str]]) -> None:
+    root, env = repo
+    term = Terminal(["--no-color", "plan"], root, env)
+    assert term.finish() == 0, term.text
+    assert "# null_resource.net will be created" in term.text
+    assert "done" in term.text  # the live view's line ("N waiting, M done") was drawn
+    # NO_COLOR's rule: no colour (bold and dim are allowed), from strata's view and from terraform
+    colours = re.findall(rb"\x1b\[(?:[0-9;]*;)?(?:3[0-9]|4[0-9]|9[0-7])(?:;[0-9;]*)?m", term.raw)
+    assert colours == [], colours[:10]
