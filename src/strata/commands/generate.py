@@ -6,6 +6,7 @@ from strata import generate as gen
 from strata.errors import ProblemsFound, StrataError
 from strata.model.selection import Selection
 from strata.output import err, out, print_json
+from strata.terraform.modules import read_code
 from strata.terraform.version import LATEST_KNOWN, format_version
 from strata.validate import validate
 from strata.workspace import Workspace
@@ -31,7 +32,9 @@ def run(ws: Workspace, selection: Selection, *, check: bool, as_json: bool) -> i
     if conflicts:
         raise ProblemsFound(conflicts)
     if check:
-        stale = [f for f in files if not f.path.is_file() or f.path.read_text(encoding="utf-8") != f.content]
+        # bytes through the safe reader, as write_files compares them: a FIFO, a device or bytes that are not
+        # UTF-8 (a hand-edited file) are an error or simply out of date, never a hang or a crash
+        stale = [f for f in files if read_code(f.path) != f.content.encode("utf-8")]
         if as_json:
             print_json({"stale": [f.display for f in stale], "files": len(files)})
         else:

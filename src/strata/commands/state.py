@@ -195,25 +195,23 @@ def _replaced(result: WriteResult) -> None:
 # -- push ------------------------------------------------------------------------------------------------------
 
 
-PUSH_LIMIT = 512 * 1024 * 1024  # bytes: far above any real state, far below what would exhaust the memory
-
-
 def _read_state_file(file: str) -> bytes:
     """A state file to push: a regular file (never a FIFO, which would block, or a device such as /dev/zero,
-    which would fill the memory) or standard input, of at most PUSH_LIMIT bytes."""
+    which would fill the memory) or standard input, of at most MAX_STATE_SIZE bytes."""
     from strata.config.discover import read_config
+    from strata.config.limits import MAX_STATE_SIZE
 
     if file != "-":
-        return read_config(file, file, limit=PUSH_LIMIT)
+        return read_config(file, file, limit=MAX_STATE_SIZE)
     chunks: list[bytes] = []
     size = 0
-    while size <= PUSH_LIMIT:
+    while size <= MAX_STATE_SIZE:
         chunk = sys.stdin.buffer.read(1 << 20)
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
         size += len(chunk)
-    raise StateError(f"standard input holds more than {PUSH_LIMIT // (1024 * 1024)} MiB: not a state to push")
+    raise StateError(f"standard input holds more than {MAX_STATE_SIZE // (1024 * 1024)} MiB: not a state to push")
 
 
 def push(ws: Workspace, stack_arg: str, file: str, *, yes: bool, force_lineage: bool, force: bool,

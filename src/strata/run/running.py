@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from strata.atomic import SECRET, private_dir, write_atomic
+from strata.config.discover import read_config
+from strata.errors import ConfigError
 
 # terraform subcommands that take no state lock (for the words of the message only)
 LOCK_FREE = frozenset({"init", "validate", "output", "version", "fmt", "providers", "show", "graph", "get"})
@@ -75,6 +77,7 @@ def orphan(root: Path, stack_path: str) -> Running | None:
 
 
 _PID_MAX = 1 << 22  # the kernel's largest pid_max
+_RECORD_LIMIT = 4096  # bytes: a record strata writes is far smaller
 _COMMAND = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _SINCE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
@@ -84,8 +87,8 @@ def _read(path: Path) -> Running | None:
     words echoed) when every field has its type and shape, so a planted one cannot crash strata, lock a stack
     for good (pid 1), advise signalling every process (pid 0 or -1) or write escape codes to the terminal."""
     try:
-        data = json.loads(path.read_bytes()[:4096])
-    except (OSError, ValueError):
+        data = json.loads(read_config(path, str(path), _RECORD_LIMIT))  # a FIFO or /dev/zero: no record
+    except (ConfigError, ValueError):
         return None
     if not isinstance(data, dict) or set(data) != {f.name for f in fields(Running)}:
         return None

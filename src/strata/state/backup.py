@@ -19,6 +19,8 @@ from typing import Any
 from strata import __version__
 from strata.atomic import SECRET, private_dir, write_atomic
 from strata.backends.base import BackendError
+from strata.config.discover import read_config
+from strata.config.limits import MAX_STATE_SIZE
 from strata.model.stack import Stack
 from strata.output import slow_note
 from strata.state.document import StateDocument, StateFormatError
@@ -56,10 +58,10 @@ class FolderDestination(Destination):
         write_atomic(target, data, mode=SECRET)
 
     def get(self, name: str) -> bytes | None:
-        try:
-            return (self.folder / name).read_bytes()
-        except FileNotFoundError:
+        path = self.folder / name
+        if not os.path.lexists(path):
             return None
+        return read_config(path, str(path), MAX_STATE_SIZE)  # a regular file: a FIFO would block for ever
 
 
 class S3Destination(Destination):
