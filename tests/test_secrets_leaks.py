@@ -219,9 +219,9 @@ def test_dependents_refuse_the_outputs_of_a_dependency_with_an_errored_state(
 
     refused = strata("plan", "app", cwd=repo, env=env)
     assert refused.code == 1, refused.output
-    assert "db/errored.tfstate holds the state terraform could not save" in refused.stdout, refused.stdout
-    assert "strata state push db db/errored.tfstate" in refused.stdout
-    assert "--ignore-errored-state" in refused.stdout
+    assert "db/errored.tfstate holds the state terraform could not save" in refused.output, refused.output
+    assert "strata state push db db/errored.tfstate" in refused.output
+    assert "--ignore-errored-state" in refused.output
     assert "null_resource.app" not in refused.stdout  # terraform did not run
 
     stale = strata("plan", "app", "--ignore-errored-state", cwd=repo, env=env)
