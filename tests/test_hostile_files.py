@@ -129,6 +129,19 @@ def test_a_tf_file_that_is_not_a_regular_file_fails_a_stacks_first_init_before_t
             os.kill(pid, 9)
 
 
+@pytest.mark.terraform
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_an_init_stamp_that_is_not_a_regular_file_fails_the_stack(
+        tmp_path: Path, strata: Strata, tf_111: str, kind: str) -> None:
+    """``.terraform`` can be committed, with a link to /dev/zero as strata's init stamp."""
+    repo = write_tree(tmp_path, {"strata.hcl": ROOT, "app/strata.hcl": STACK, "app/main.tf": "# code\n",
+                                 f"app/.terraform/{INIT_STAMP}": ""})
+    plant(repo / "app" / ".terraform" / INIT_STAMP, kind)
+    result = strata("init", "app", cwd=repo, env={"STRATA_TERRAFORM": tf_111}, timeout=120)
+    assert result.code == 1, result.output
+    assert f"app/.terraform/{INIT_STAMP}: cannot read: {WORDS[kind]}" in result.output, result.output
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_a_generated_backend_file_that_is_not_a_regular_file_is_an_error(
         tmp_path: Path, strata: Strata, kind: str) -> None:

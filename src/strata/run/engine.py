@@ -389,11 +389,8 @@ class Runner:
         # always first, stamp or not: it reads the code through read_code, so a FIFO or a device as a .tf
         # file fails the stack here instead of blocking terraform (which would outlive strata)
         fingerprint = self._fingerprint(stack)
-        try:
-            if stamp.read_text().strip() == fingerprint and self.options.command != "init":
-                return None
-        except FileNotFoundError:
-            pass
+        if read_code(stamp) == f"{fingerprint}\n".encode() and self.options.command != "init":
+            return None  # the stamp too is read as a regular file: a committed link to /dev/zero must not hang
         argv = tf.init(self.binary.path)
         if self.options.command == "init":
             argv += self.options.terraform_args
