@@ -364,7 +364,7 @@ def test_a_local_lock_held_by_another_process_names_its_pid(tmp_path: Path, stra
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
         listed = strata("locks", "--json", cwd=repo)
-        [row] = json.loads(listed.stdout)
+        [row] = json.loads(listed.stdout)["locks"]
         assert row["lock"]["pid"] == holder.pid and row["lock"]["live"] is True
         refused = strata("unlock", "app", "--yes", cwd=repo)
         assert refused.code == 1
@@ -374,3 +374,26 @@ def test_a_local_lock_held_by_another_process_names_its_pid(tmp_path: Path, stra
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(timeout=60)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_lock_info_file_that_is_not_a_regular_file_is_no_lock_info_not_a_hang(
+        tmp_path: Path, strata: Strata, kind: str) -> None:
+    repo = write_tree(tmp_path, {"strata.hcl": ROOT + 'backend "local" {}\n', "app/strata.hcl": STACK,
+                                 ".strata/state/app/terraform.tfstate": json.dumps(SOUND_STATE)})
+    info = repo / ".strata" / "state" / "app" / ".terraform.tfstate.lock.info"
+    info.touch()
+    plant(info, kind)
+    result = strata("locks", cwd=repo, timeout=60)  # nobody holds the state's fcntl lock
+    assert result.code == 0 and "no locks held" in result.output, result.output
+
+
+def test_a_dangling_link_in_the_history_is_listed_and_named_when_read(tmp_path: Path, strata: Strata) -> None:
+    repo = write_tree(tmp_path, {"strata.hcl": ROOT + 'backend "local" {}\n', "app/strata.hcl": STACK,
+                                 ".strata/state/app/terraform.tfstate": json.dumps(SOUND_STATE)})
+    history = repo / ".strata" / "history" / "local" / ".strata" / "state" / "app" / "terraform.tfstate"
+    history.mkdir(parents=True)
+    dangling = history / "20261201T000000000000Z-0123456789abcdef.tfstate"
+    dangling.symlink_to(tmp_path / "gone")
+    listed = strata("state", "versions", "app", cwd=repo, timeout=60)
+    assert "internal error" not in listed.output and "Traceback" not in listed.output, listed.output

@@ -34,6 +34,8 @@ from strata.config.limits import MAX_STATE_SIZE, describe_size
 from strata.errors import ConfigError
 from strata.terraform.version import Version
 
+LOCK_INFO_LIMIT = 64 * 1024  # terraform's lock info is a few hundred bytes
+
 # POSIX record locks belong to the process: a second lock from this process would succeed, and closing
 # any descriptor of the file drops the lock. So strata keeps one descriptor per locked file, here.
 _held: dict[str, int] = {}
@@ -183,9 +185,12 @@ class LocalStore(StateStore):
             os.close(fd)
 
     def _read_info(self) -> LockInfo | None:
+        """Terraform's lock info file, when it is one (a planted FIFO or device is no lock info, not a hang)."""
+        if not self.info_path.exists():
+            return None
         try:
-            return LockInfo.from_json(self.info_path.read_bytes())
-        except (OSError, ValueError):
+            return LockInfo.from_json(read_config(self.info_path, str(self.info_path), LOCK_INFO_LIMIT))
+        except (ConfigError, ValueError):
             return None
 
     def _held_elsewhere(self) -> bool:
@@ -289,7 +294,11 @@ def file_versions(history_dir: Path, current: bytes | None) -> list[StateVersion
             when = datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
         except ValueError:
             when = None
-        out.append(StateVersion(p.stem, when, p.stat().st_size, current=n == 0 and digest is not None and
+        try:
+            size = p.stat().st_size
+        except OSError:  # a dangling link: listed, its reading will say what is wrong
+            size = 0
+        out.append(StateVersion(p.stem, when, size, current=n == 0 and digest is not None and
                                 p.stem.endswith(digest), kind="history"))
     return out
 
