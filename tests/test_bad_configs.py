@@ -113,6 +113,19 @@ backend "s3" {
 }
 """
 
+APP_VARIABLES = """\
+variable "region" {
+  type = string
+}
+variable "app_name" {
+  type = string
+}
+variable "size" {
+  type    = string
+  default = "small"
+}
+"""
+
 CASES: list[Case] = [
     # -- HCL syntax ---------------------------------------------------------------------------------
     Case("syntax-missing-closing-brace", repo_files(stacks(PLATFORM), {
@@ -417,6 +430,30 @@ CASES: list[Case] = [
     Case("hand-written-cloud-block", repo_files(stacks(FOUNDATION), {
         f"{FOUNDATION}/main.tf": 'terraform {\n  cloud {\n    organization = "acme"\n  }\n}\n',
     }), (Expect(f"{FOUNDATION}/main.tf:2", ("cloud", "strata_backend.tf")),)),
+
+    # -- inputs against the stack's variables (terraform ignores a TF_VAR_ no variable takes) ----------
+    Case("input-name-mistyped", repo_files({
+        f"{FOUNDATION}/strata.hcl": 'stack {}\n\ninputs = {\n  region   = "us-east-1"\n  app_nmae = "shop"\n}\n',
+        f"{FOUNDATION}/main.tf": APP_VARIABLES,
+    }), (Expect(f"{FOUNDATION}/strata.hcl:5", ("app_nmae", FOUNDATION, "no such variable",
+                                                "did you mean 'app_name'")),)),
+    Case("input-the-stack-does-not-declare", repo_files({
+        f"{FOUNDATION}/strata.hcl": 'stack {}\n\ninputs = {\n  region   = "us-east-1"\n  app_name = "shop"\n'
+                                    '  replicas = 3\n}\n',
+        f"{FOUNDATION}/main.tf": APP_VARIABLES,
+    }), (Expect(f"{FOUNDATION}/strata.hcl:6", ("replicas", "no such variable"), forbidden=("did you mean",)),)),
+    Case("required-variable-nothing-sets", repo_files({
+        f"{FOUNDATION}/strata.hcl": 'stack {}\n\ninputs = {\n  region = "us-east-1"\n}\n',
+        f"{FOUNDATION}/main.tf": APP_VARIABLES,
+    }), (Expect(f"{FOUNDATION}/main.tf:4", ("app_name", "required", "no default",
+                                             f"{FOUNDATION}/strata.hcl")),)),
+    Case("inherited-input-no-stack-declares", repo_files({
+        f"{DEV}/strata.hcl": 'inputs = {\n  regoin = "us-east-1"\n}\n',
+        f"{FOUNDATION}/strata.hcl": 'stack {}\ninputs = { app_name = "shop" }\n',
+        f"{FOUNDATION}/main.tf": APP_VARIABLES,
+        f"{PLATFORM}/strata.hcl": 'stack {}\ninputs = { app_name = "shop" }\n',
+        f"{PLATFORM}/main.tf": APP_VARIABLES,
+    }), (Expect(f"{DEV}/strata.hcl:2", ("regoin", "no stack", "did you mean 'region'")),)),
 ]
 
 

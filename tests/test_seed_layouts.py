@@ -68,11 +68,12 @@ def generated_setting(text: str, name: str) -> str:
     raise AssertionError(f"{name} not in\n{text}")
 
 
-MAIN_TF = """
-variable "environment" { default = null }
-variable "region" { default = null }
-resource "null_resource" "this" {}
-"""
+# Every variable the seeds' inputs set (validate refuses an input no variable takes: terraform ignores it).
+SEED_VARIABLES = ("environment", "region", "vpc_cidr", "vpc_id", "azs", "tags", "namespace", "client_name",
+                  "cluster_name", "cluster_endpoint", "backup_configuration", "foundation_id", "platform_id",
+                  "databases_id")
+MAIN_TF = "".join(f'variable "{name}" {{ default = null }}\n' for name in SEED_VARIABLES) + \
+    'resource "null_resource" "this" {}\n'
 
 # -- seed 000: terraform/environments/<env>/<region>/ is a stack, with a nested 0-backend/ stack -------
 

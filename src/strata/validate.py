@@ -2,8 +2,9 @@
 
 Errors: dependency cycles, dependencies that are not stacks, a lower layer depending on a higher
 one, two stacks sharing one state, overlapping CIDR blocks in one network scope, names unsafe in
-paths, production state without encryption, backend settings Terraform would refuse, and a stack
-whose Terraform declares a backend that strata also generates.
+paths, production state without encryption, backend settings Terraform would refuse, a stack
+whose Terraform declares a backend that strata also generates, inputs no variable of the stack takes
+(terraform ignores them silently) and required variables nothing sets.
 Warnings: one bucket/container shared by several environments, stacks on the embedded local
 default, dependencies whose outputs are never read.
 """
@@ -12,29 +13,33 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import os
 import re
 from collections import defaultdict
 from typing import Any
 
 from strata.backends import get_backend
-from strata.errors import ConfigError, Diagnostic, Source
+from strata.errors import ConfigError, Diagnostic, Source, did_you_mean
 from strata.model import dimensions as dims
 from strata.model.repository import Repository
 from strata.model.stack import Setting, Stack
 from strata.terraform.modules import read_code
+from strata.terraform.variables import Variable, assigned_variables, declared_variables_of
 from strata.terraform.version import Version
 
 # `backend "s3" {` anywhere on a line that is not a comment (one-line terraform { backend "x" {} } too),
 # or a Terraform Cloud `cloud {` block.
 _BACKEND_BLOCK = re.compile(r'^(?!\s*(?:#|//))(?:.*?[{\s])?(backend\s+"[^"]*"|cloud)\s*\{')
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+VARIABLES_CACHE = "variables.json"  # the parsed variable blocks of every stack, by content
+_InputAt = tuple[str, int, str]  # an input where it is written: file, line, name
 
 
 def validate(repo: Repository, version: Version | None) -> list[Diagnostic]:
     """Every problem in ``repo`` (loading problems included), sorted by file and line."""
     found = list(repo.diagnostics)
     for check in (_graph, _layers, _states, _backends, _encryption, _storage_sharing, _cidrs,
-                  _paths, _declared_backends):
+                  _paths, _declared_backends, _inputs):
         found.extend(check(repo, version))
     unique: dict[tuple[Any, ...], Diagnostic] = {}
     for d in found:
@@ -297,3 +302,73 @@ def _declared_backends(repo: Repository, version: Version | None) -> list[Diagno
                         f"strata generates the backend into {generated}; remove this block and configure "
                         "the backend in strata.hcl", Source(repo.display(rel), number)))
     return out
+
+
+def _inputs(repo: Repository, version: Version | None) -> list[Diagnostic]:
+    """Inputs no variable takes, and required variables nothing sets, for each stack with Terraform code.
+
+    An input written in the stack's own strata.hcl must be a variable of the stack. One inherited from a
+    parent strata.hcl serves many stacks (tags for all of them), so it is an error only when none of the
+    stacks below it declares it: then it is a typo or left over. A required variable whose name is near
+    such an input is that typo: reported once, as the input.
+    """
+    out: list[Diagnostic] = []
+    broken = {d.source.file for d in repo.diagnostics if d.severity == "error"}
+    below: dict[_InputAt, set[str]] = defaultdict(set)  # inherited inputs -> the variables of the stacks below
+    taken: set[_InputAt] = set()  # inputs some stack declares
+    reported: set[_InputAt] = set()
+    unset: list[tuple[Stack, Variable, set[_InputAt]]] = []  # with the mistyped inputs that would explain it
+    from_environment = {name.removeprefix("TF_VAR_") for name in os.environ if name.startswith("TF_VAR_")}
+    for path, declared in _variables(repo).items():
+        stack = repo.stacks[path]
+        strays: list[_InputAt] = []
+        for name, setting in stack.inputs.items():
+            at = (setting.source.file, setting.source.line, name)
+            if name in declared:
+                taken.add(at)
+                continue
+            strays.append(at)
+            if setting.source.file == stack.config_file:
+                reported.add(at)
+                out.append(Diagnostic("error", f"input {name!r}: stack {stack.path} declares no such variable, so "
+                                      f"terraform would ignore it{did_you_mean(name, declared)}", setting.source))
+            else:
+                below[at].update(declared)
+        if not broken.intersection(stack.config_chain):  # else an input may be missing because it failed
+            unset.extend((stack, v, {at for at in strays if did_you_mean(at[2], [v.name])})
+                         for v in _unset(repo, stack, declared, from_environment))
+    settled = taken | reported  # reported: a stack's own input, which the stacks nested in it inherit
+    for (file, line, name), names in below.items():
+        if (file, line, name) not in settled:
+            reported.add((file, line, name))
+            out.append(Diagnostic("error", f"input {name!r}: no stack that inherits it declares such a "
+                                  f"variable{did_you_mean(name, names)}", Source(file, line)))
+    out.extend(Diagnostic("error", f"variable {v.name!r} of stack {stack.path} is required (it has no default), "
+                          f"but nothing sets it (no input, no terraform.tfvars or *.auto.tfvars, no "
+                          f"TF_VAR_{v.name}): add it to the inputs in {stack.config_file}, or give it a default",
+                          v.source) for stack, v, typos in unset if not typos & reported)
+    return out
+
+
+def _variables(repo: Repository) -> dict[str, dict[str, Variable]]:
+    """The variables of each stack's Terraform code, for the stacks that have code of their own that strata
+    can read (else terraform will say why)."""
+    paths = sorted(repo.stacks)
+    found = declared_variables_of([(repo.root / path, repo.display(path)) for path in paths],
+                                  repo.root / ".strata" / "cache" / VARIABLES_CACHE, repo.settings.backend_file)
+    return {path: variables for path, variables in zip(paths, found, strict=True) if isinstance(variables, dict)}
+
+
+def _unset(repo: Repository, stack: Stack, declared: dict[str, Variable], from_environment: set[str]
+           ) -> list[Variable]:
+    """Required variables that no input, variable file or TF_VAR_ of strata's environment sets. The
+    environment counts: plan and apply run this check and give terraform that same environment."""
+    missing = [v for v in declared.values() if v.required and v.name not in stack.inputs
+               and v.name not in from_environment]
+    if not missing:
+        return []
+    try:
+        assigned = assigned_variables(repo.root / stack.path, repo.display(stack.path), repo.settings.inputs_file)
+    except ConfigError:
+        return []  # a variable file strata cannot read: terraform names the mistake
+    return [v for v in missing if v.name not in assigned]
