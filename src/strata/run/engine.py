@@ -198,7 +198,8 @@ class Runner:
         if command == "apply" and self.options.saved_plans:
             self._saved_plan_meta(stack)  # refuse a missing or mocked plan before anything else
         if command not in NO_INPUTS:
-            self.outputs.learn_secrets(stack)  # its own state's secrets, older ones too: terraform may print them
+            if command != "run":  # `run -- output -json`: the user asked terraform for those values
+                self.outputs.learn_secrets(stack)  # its own state's secrets, older ones too: terraform may print them
             inputs, mocked = self._inputs(stack)
             data["mocked"] = mocked
             env.update(_tf_vars(inputs, self.repo.root / stack.path))
@@ -219,6 +220,9 @@ class Runner:
             argv = tf.validate(binary)
         elif command == "plan":
             plan_file = self._plan_file(stack) if self.options.save_plans else None
+            if plan_file is not None:  # an older plan must never pass for this one, whatever happens next
+                plan_file.unlink(missing_ok=True)
+                plan_file.with_suffix(".json").unlink(missing_ok=True)
             argv = tf.plan(binary, out=str(plan_file) if plan_file else None, lock_timeout=timeout)
         elif command == "apply":
             argv = self._apply_argv(stack, inputs, data)
@@ -419,7 +423,7 @@ class Runner:
         plan = self._plan_file(stack)
         meta = {"stack": stack.path, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "mocked_dependencies": data.get("mocked", []), "config": self._config_digest(stack, inputs),
-                "terraform": self.binary.describe()}
+                "terraform": self.binary.describe(), "sha256": _sha256_of(plan)}
         write_atomic(plan.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode(), mode=SECRET)
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
 
@@ -595,8 +599,20 @@ class Runner:
         if meta.get("config") != self._config_digest(stack, inputs):
             raise StrataError(f"the saved plan of {stack.path} is stale: its code or inputs changed since "
                               "`strata plan --out`; plan again")
+        if meta.get("sha256") != _sha256_of(plan):
+            raise StrataError(f"the saved plan of {stack.path} is not the one `strata plan --out` made (the file "
+                              "changed since); plan again")
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
         return tf.apply(self.binary.path, plan_file=str(plan), lock_timeout=self.options.lock_timeout)
+
+
+def _sha256_of(path: Path) -> str | None:
+    """The digest of a saved plan (None when there is none): ties the plan file to the record made with it."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def _file_identity(path: Path) -> tuple[int, int, int] | None:
