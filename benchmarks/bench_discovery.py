@@ -130,7 +130,7 @@ def check_repo(cli: list[str], repo: Path, env: dict[str, str], scale: generate_
                          f"{shown}")
     proc = subprocess.run([*cli, "-C", str(repo), "ls", "--json"], env=env, capture_output=True, text=True,
                           check=False)
-    listed = json.loads(proc.stdout)
+    listed = json.loads(proc.stdout)["stacks"]
     if len(listed) != scale.stacks:
         raise SystemExit(f"strata ls listed {len(listed)} stacks, expected {scale.stacks}")
     edges = sum(len(s["dependencies"]) for s in listed)

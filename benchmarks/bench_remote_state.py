@@ -150,7 +150,7 @@ def main() -> int:
         def strata_state_ls() -> None:
             proc = bench_run.run_checked([sys.executable, "-m", "strata", "state", "ls", "--json",
                                           "production/us-east-1"], repo, env, "strata state ls")
-            assert len(json.loads(proc.stdout)) == len(STACKS)
+            assert len(json.loads(proc.stdout)["stacks"]) == len(STACKS)
 
         def pull_loop() -> None:
             for path in STACKS:

@@ -499,7 +499,7 @@ def measure_outputs(setup: Setup, repeat: int) -> tuple[list[OutputCase], str, d
             proc = subprocess.run([*setup.cli, "output", *paths, "--json"], cwd=setup.strata_root,
                                   env=setup.st_env, capture_output=True, text=True, check=False)
             elapsed = time.perf_counter() - start
-            shown = json.loads(proc.stdout) if proc.returncode == 0 else None
+            shown = json.loads(proc.stdout)["stacks"] if proc.returncode == 0 else None
             if shown != {p: expected_all[p] for p in (paths or setup.stacks)}:
                 raise SystemExit(f"strata output failed or differs: {proc.stdout[-2000:]}{proc.stderr}")
             return elapsed

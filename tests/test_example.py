@@ -81,7 +81,7 @@ def ok(result: Result) -> Result:
 
 
 def ls_json(strata: Strata, repo: Path, *args: str) -> list[dict[str, Any]]:
-    data = json.loads(ok(strata("ls", "--json", *args, cwd=repo)).stdout)
+    data = json.loads(ok(strata("ls", "--json", *args, cwd=repo)).stdout)["stacks"]
     assert isinstance(data, list)
     return data
 
@@ -366,7 +366,8 @@ def test_generate_check_notices_an_edited_input(strata: Strata, example: Path) -
     before = snapshot(example)
     stale = strata("generate", "--check", "--json", cwd=example)
     assert stale.code == 1, stale.output
-    assert json.loads(stale.stdout) == {"stale": [f"{PLATFORM}/strata_inputs.auto.tfvars"], "files": 48}
+    assert json.loads(stale.stdout) == {"format_version": "1.0", "stale": [f"{PLATFORM}/strata_inputs.auto.tfvars"],
+                                        "files": 48}
     assert snapshot(example) == before  # --check writes nothing
 
     # an input every production stack inherits
@@ -482,7 +483,7 @@ def test_every_stack_gets_its_own_ids_and_each_client_its_own_regions_vpc(
     two regions with one vpc_id as state leaking between stacks. Applied through strata, planned clean after."""
     env = {**provider_mirror, "STRATA_TERRAFORM": terraform_binary}
     ok(strata("apply", "--yes", "--quiet", "production", cwd=example, env=env))
-    found = json.loads(ok(strata("output", "--json", "production", cwd=example, env=env)).stdout)
+    found = json.loads(ok(strata("output", "--json", "production", cwd=example, env=env)).stdout)["stacks"]
     values = {path: {name: item["value"] for name, item in stack.items()} for path, stack in found.items()}
 
     bases = [f"production/{region}" for region in REGIONS]

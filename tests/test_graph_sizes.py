@@ -112,7 +112,7 @@ def test_group_by_mermaid_fits_github(strata, estate: Path) -> None:
 def test_group_by_json_gives_each_group_its_values_and_stacks(strata, tmp_path: Path) -> None:
     write_tree(tmp_path, {**SMALL, "prod/eu-west-1/01-net/strata.hcl": "stack {}\n"})
     document = json.loads(_ok(strata("graph", "--group-by", "environment", "--json", cwd=tmp_path)).stdout)
-    assert document["format_version"] == 1 and document["group_by"] == ["environment"]
+    assert document["format_version"] == "1.0" and document["group_by"] == ["environment"]
     assert [(n["id"], n["group"], len(n["stacks"])) for n in document["nodes"]] == [
         ("dev", {"environment": "dev"}, 5), ("prod", {"environment": "prod"}, 1)]
     assert document["edges"] == [{"from": "dev", "to": "dev", "dependencies": 3}]
@@ -123,7 +123,7 @@ def test_json_lists_stacks_and_dependencies(strata, tmp_path: Path) -> None:
     document = json.loads(_ok(strata("graph", "dev/eu-west-1/02-eks", "--include-dependencies", "--json",
                                      cwd=tmp_path)).stdout)
     assert document == {
-        "format_version": 1,
+        "format_version": "1.0",
         "group_by": [],
         "nodes": [{"id": "dev/eu-west-1/01-net", "stacks": ["dev/eu-west-1/01-net"], "selected": False},
                   {"id": "dev/eu-west-1/02-eks", "stacks": ["dev/eu-west-1/02-eks"], "selected": True}],

@@ -171,7 +171,7 @@ def test_dependency_outputs_reach_every_kind_of_variable_unchanged(
     assert applied.code == 0, applied.output
     shown = strata("output", "--json", "dst", cwd=repo)
     assert shown.code == 0, shown.output
-    got = {name: item["value"] for name, item in json.loads(shown.stdout)["dst"].items()}
+    got = {name: item["value"] for name, item in json.loads(shown.stdout)["stacks"]["dst"].items()}
     assert got == {var: expected for var, (_, _, expected) in _flows().items()}
 
 

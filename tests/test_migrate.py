@@ -529,7 +529,7 @@ def journal(repo: Path) -> dict[str, Any] | None:
 
 
 def migrations(repo: Path, env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    listing = json_of(ok(cli("migrate", "ls", "--json", cwd=repo, env=env)))
+    listing = json_of(ok(cli("migrate", "ls", "--json", cwd=repo, env=env)))["migrations"]
     return {m["id"]: m for m in listing}
 
 
@@ -562,7 +562,7 @@ def build_template(base: Path, binary: str, provider_mirror: dict[str, str]) -> 
     env = {**provider_mirror, "STRATA_TERRAFORM": binary}
     ok(cli("apply", "--yes", "-q", SOURCE, cwd=repo, env=env))
     write_tree(repo, LAYERS)
-    listing = json_of(ok(cli("state", "ls", "--json", cwd=repo, env=env)))
+    listing = json_of(ok(cli("state", "ls", "--json", cwd=repo, env=env)))["stacks"]
     locations = {}
     for row in listing:
         location = Path(row["location"])

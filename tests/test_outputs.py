@@ -274,7 +274,7 @@ def test_strata_output_reads_local_states(repo: tuple[Path, dict[str, Stack]], s
     (root / "custom" / "state" / "custom.tfstate").write_bytes(state(OUTPUTS))
     result: Result = strata("output", "custom", "dev", "--json", cwd=root)
     assert result.code == 0, result.output
-    assert json.loads(result.stdout) == {"custom": OUTPUTS, "dev/us-east-1/01-network": None}
+    assert json.loads(result.stdout)["stacks"] == {"custom": OUTPUTS, "dev/us-east-1/01-network": None}
     text = strata("output", "custom", cwd=root)
     assert "custom: password = (sensitive)" in text.stdout
     assert 'custom: vpc_id = "vpc-123"' in text.stdout

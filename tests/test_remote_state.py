@@ -132,15 +132,15 @@ def test_example_on_s3_after_bootstrap_applies_plans_clean_and_destroys(
         body = s3.get_object(Bucket=f"{prefix}-production-us-east-1", Key=key)["Body"].read()
         assert json.loads(body)["resources"], stack
     # dependency outputs straight from the S3 objects: the applications layer got the real database id
-    outputs = json_of(strata("output", "production/us-east-1/03-databases", "--json", cwd=repo, env=env))
+    outputs = json_of(strata("output", "production/us-east-1/03-databases", "--json", cwd=repo, env=env))["stacks"]
     assert outputs["production/us-east-1/03-databases"]
 
-    listing = json_of(strata("state", "ls", "--json", cwd=repo, env=env))
+    listing = json_of(strata("state", "ls", "--json", cwd=repo, env=env))["stacks"]
     assert len(listing) == 24 and all(r["serial"] >= 1 and r["resources"] >= 1 for r in listing), listing
     assert all(r["lock"] is None for r in listing)
 
     ok(strata("destroy", "--yes", "-q", cwd=repo, env=env, timeout=900))
-    after = json_of(strata("state", "ls", "--json", cwd=repo, env=env))
+    after = json_of(strata("state", "ls", "--json", cwd=repo, env=env))["stacks"]
     assert all(r["resources"] == 0 for r in after), after
 
 
@@ -183,12 +183,13 @@ def test_example_on_postgres_after_bootstrap(strata: Strata, terraform_binary: s
     ok(strata("plan", "--detailed-exitcode", "-q", *selection, cwd=repo, env=env, timeout=900))
     rows = postgres_server.query(database, "SELECT count(*) FROM staging_us_east_1_04_applications.states")
     assert rows == [["1"]]
-    listing = json_of(strata("state", "ls", "--json", *selection, cwd=repo, env=env))
+    listing = json_of(strata("state", "ls", "--json", *selection, cwd=repo, env=env))["stacks"]
     assert len(listing) == 6 and all(r["resources"] >= 1 for r in listing), listing
-    versions = json_of(strata("state", "versions", "staging/us-east-1/01-foundation", "--json", cwd=repo, env=env))
+    versions = json_of(strata("state", "versions", "staging/us-east-1/01-foundation", "--json", cwd=repo,
+                              env=env))["versions"]
     assert versions and versions[0]["current"]
     ok(strata("destroy", "--yes", "-q", *selection, cwd=repo, env=env, timeout=900))
-    after = json_of(strata("state", "ls", "--json", *selection, cwd=repo, env=env))
+    after = json_of(strata("state", "ls", "--json", *selection, cwd=repo, env=env))["stacks"]
     assert all(r["resources"] == 0 for r in after), after
 
 
@@ -216,7 +217,7 @@ def test_restore_backup_verify_and_replicate_on_s3(strata: Strata, tf_111: str, 
     ok(strata("apply", "--bootstrap", "--yes", "-q", cwd=repo, env=env))
     (repo / stack / "main.tf").write_text('resource "null_resource" "a" {}\nresource "null_resource" "b" {}\n')
     ok(strata("apply", "--yes", "-q", cwd=repo, env=env))
-    versions = json_of(strata("state", "versions", stack, "--json", cwd=repo, env=env))
+    versions = json_of(strata("state", "versions", stack, "--json", cwd=repo, env=env))["versions"]
     assert [v["kind"] for v in versions] == ["s3-version"] * len(versions) and len(versions) >= 2
     assert versions[0]["current"] and versions[0]["resources"] == 2
     oldest_with_a = next(v for v in reversed(versions) if v["resources"] == 1)
@@ -234,7 +235,7 @@ def test_restore_backup_verify_and_replicate_on_s3(strata: Strata, tf_111: str, 
     manifest = json.loads((backup_dir / "manifest.json").read_text())
     assert [e["stack"] for e in manifest["stacks"]] == [stack]
     assert manifest["stacks"][0]["version"] == json_of(strata("state", "versions", stack, "--json", cwd=repo,
-                                                              env=env))[0]["id"]
+                                                              env=env))["versions"][0]["id"]
     ok(strata("state", "verify", "--from", str(backup_dir), cwd=repo, env=env))
     ok(strata("state", "backup", "--to", f"s3://{prefix}-production-us-east-1/backups/1", cwd=repo, env=env))
     ok(strata("state", "verify", "--from", f"s3://{prefix}-production-us-east-1/backups/1", cwd=repo, env=env))
@@ -332,7 +333,7 @@ def start(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[s
 def wait_for_lock(strata: Strata, repo: Path, env: dict[str, str], timeout: float = 90) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        held = json_of(strata("locks", "--json", cwd=repo, env=env))
+        held = json_of(strata("locks", "--json", cwd=repo, env=env))["locks"]
         if held:
             return dict(held[0])
         time.sleep(0.3)
@@ -409,7 +410,7 @@ def test_two_applies_on_one_stack_one_waits_or_fails_naming_the_holder(
     repo, env, kind = lock_setup
     stack = "production/us-east-1/app"
     ok(strata("apply", "--yes", "-q", cwd=repo, env=env))
-    serial_before = json_of(strata("state", "ls", "--json", cwd=repo, env=env))[0]["serial"]
+    serial_before = json_of(strata("state", "ls", "--json", cwd=repo, env=env))["stacks"][0]["serial"]
 
     gate = repo.parent / "gate"
     first = start(["apply", "--yes", "-q", stack], repo, {**env, "STRATA_TEST_GATE": str(gate)})
@@ -438,7 +439,7 @@ def test_two_applies_on_one_stack_one_waits_or_fails_naming_the_holder(
         out, _ = first.communicate(timeout=300)
         third_out = third.communicate(timeout=300)[0] if third is not None else ""
     assert first.returncode == 0, out
-    after = json_of(strata("state", "ls", "--json", cwd=repo, env=env))[0]
+    after = json_of(strata("state", "ls", "--json", cwd=repo, env=env))["stacks"][0]
     assert third is not None and third.returncode == 0, third_out
     assert after["serial"] >= serial_before + 2 and after["lock"] is None, after  # both applies landed
     ok(strata("state", "verify", cwd=repo, env=env))  # serials never went down across versions
@@ -475,7 +476,7 @@ def test_an_apply_with_lock_timeout_tries_again_when_terraform_gives_up_on_the_l
     finally:
         out, _ = waiting.communicate(timeout=300)
     assert waiting.returncode == 0, out
-    assert json_of(strata("locks", "--json", cwd=repo, env=env)) == []
+    assert json_of(strata("locks", "--json", cwd=repo, env=env))["locks"] == []
 
 
 def test_a_lock_left_by_a_killed_apply_is_listed_and_removable(
@@ -497,12 +498,12 @@ def test_a_lock_left_by_a_killed_apply_is_listed_and_removable(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert running.returncode == 1
-    held = json_of(strata("locks", "--json", cwd=repo, env=env))
+    held = json_of(strata("locks", "--json", cwd=repo, env=env))["locks"]
     if kind.startswith("pg"):  # a pg advisory lock ends with the session that held it
         assert held == []
     else:
         assert [h["stack"] for h in held] == [stack] and held[0]["lock"]["operation"] == "OperationTypeApply"
         removed = strata("unlock", stack, "--yes", cwd=repo, env=env)
         assert removed.code == 0 and "lock removed" in removed.stdout, removed.output
-        assert json_of(strata("locks", "--json", cwd=repo, env=env)) == []
+        assert json_of(strata("locks", "--json", cwd=repo, env=env))["locks"] == []
     ok(strata("apply", "--yes", "-q", cwd=repo, env=env))

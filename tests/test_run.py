@@ -100,13 +100,13 @@ def by_path(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def ls_dependencies(strata: Strata, repo: Path) -> dict[str, list[str]]:
     result = strata("ls", "--json", cwd=repo)
     assert result.code == 0, result.output
-    return {s["path"]: s["dependencies"] for s in json.loads(result.stdout)}
+    return {s["path"]: s["dependencies"] for s in json.loads(result.stdout)["stacks"]}
 
 
 def outputs(strata: Strata, repo: Path, *paths: str) -> dict[str, Any]:
     result = strata("output", "--json", *paths, cwd=repo)
     assert result.code == 0, result.output
-    data: dict[str, Any] = json.loads(result.stdout)
+    data: dict[str, Any] = json.loads(result.stdout)["stacks"]
     return data
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import Result, write_tree
 from strata.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
+from strata.output import FORMAT_VERSION, send_json_to
 from strata.run import report as reporting
 from strata.run.engine import RunReport, StackResult
 
@@ -126,11 +127,17 @@ def test_to_json_shape() -> None:
     assert json.loads(json.dumps(data)) == data
 
 
-def test_write_json_creates_folders(tmp_path: Path) -> None:
+def test_the_json_report_file_creates_folders_and_is_private(tmp_path: Path) -> None:
     path = tmp_path / "reports" / "deep" / "run.json"
     report = make_report(result("a", "ok"), interrupted=True)
-    reporting.write_json(report, 130, path)
+    send_json_to(str(path))
+    try:
+        reporting.print_report(report, 130)
+    finally:
+        send_json_to(None)
     data = json.loads(path.read_text())
+    assert data["format_version"] == FORMAT_VERSION and next(iter(data)) == "format_version"
+    assert path.stat().st_mode & 0o777 == 0o600, "a report can name secrets' stacks and logs: the owner's only"
     assert data["exit_code"] == 130 and data["interrupted"] is True
     assert data["stacks"][0]["path"] == "a"
     assert path.read_text().endswith("\n")

@@ -27,7 +27,7 @@ def ok(result: Result) -> Result:
 
 
 def ls_json(strata: Strata, root: Path, *args: str) -> dict[str, dict[str, Any]]:
-    entries = json.loads(ok(strata("ls", "--json", *args, cwd=root)).stdout)
+    entries = json.loads(ok(strata("ls", "--json", *args, cwd=root)).stdout)["stacks"]
     return {entry["path"]: entry for entry in entries}
 
 
@@ -159,7 +159,7 @@ def test_seed_000_graph_and_run_order(strata: Strata, tmp_path: Path) -> None:
     assert edges(dot) == {(f"{ENV_000}/{env}/{region}/0-backend", f"{ENV_000}/{env}/{region}")
                           for env, region in SEED_000_CIDRS}
     assert 'label="production / eu-central-1";' in dot
-    order = json.loads(ok(strata("ls", "--json", "--run-order", cwd=root)).stdout)
+    order = json.loads(ok(strata("ls", "--json", "--run-order", cwd=root)).stdout)["stacks"]
     paths = [entry["path"] for entry in order]
     for env, region in SEED_000_CIDRS:
         base = f"{ENV_000}/{env}/{region}"
@@ -371,7 +371,7 @@ def test_seed_002_graph_filters_and_run_order(strata: Strata, tmp_path: Path) ->
     mermaid = ok(strata("graph", "--format", "mermaid", cwd=root)).stdout
     assert mermaid.startswith("flowchart LR")
     assert mermaid.count("-->") == len(expected)
-    order = [e["path"] for e in json.loads(ok(strata("ls", "--json", "--run-order", cwd=root)).stdout)]
+    order = [e["path"] for e in json.loads(ok(strata("ls", "--json", "--run-order", cwd=root)).stdout)["stacks"]]
     assert order == [f"{base}/layers/{layer}" for layer in LAYERS[:3]] + sorted(
         [f"{base}/layers/04-applications", *(f"{base}/clients/{c}" for c in CLIENTS)])
     assert list(ls_json(strata, root, "--layer", "platform")) == [f"{base}/layers/02-platform"]
@@ -465,7 +465,7 @@ def test_seed_003_inherited_dependencies_follow_each_environment(strata: Strata,
     assert (f"{base}/layers/01-foundation/staging", f"{base}/layers/02-platform/staging") in dot_edges
     assert all("production" not in a and "production" not in b for a, b in dot_edges)
     order = [e["path"] for e in json.loads(ok(strata("ls", "--json", "--run-order", "--env", "production",
-                                                     cwd=root)).stdout)]
+                                                     cwd=root)).stdout)["stacks"]]
     assert order[:3] == [f"{base}/layers/{layer}/production" for layer in LAYERS[:3]]
     assert len(order) == 6
 
@@ -652,7 +652,7 @@ def test_seed_004_dependencies_and_graph(strata: Strata, tmp_path: Path) -> None
     # cluster-2's own dependency "vpc" replaces the inherited one of the same name
     cluster2 = render_json(strata, root, f"{PROD}/02-compute/eks-clusters/cluster-2")
     assert [(d["name"], d["path"]) for d in cluster2["dependencies"]] == [("vpc", f"{PROD}/01-networking/vpc-2")]
-    order = [e["path"] for e in json.loads(ok(strata("ls", "--json", "--run-order", PROD, cwd=root)).stdout)]
+    order = [e["path"] for e in json.loads(ok(strata("ls", "--json", "--run-order", PROD, cwd=root)).stdout)["stacks"]]
     for dep, dependent in expected:
         assert order.index(dep) < order.index(dependent)
 

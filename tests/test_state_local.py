@@ -188,7 +188,7 @@ def tf_env(provider_mirror: dict[str, str], binary: str, pause: int = 0) -> dict
 def ls_json(strata: Strata, repo: Path) -> dict[str, dict[str, Any]]:
     result = strata("state", "ls", "--json", cwd=repo)
     assert result.code == 0, result.output
-    return {row["stack"]: row for row in json.loads(result.stdout)}
+    return {row["stack"]: row for row in json.loads(result.stdout)["stacks"]}
 
 
 def serial_of(repo: Path, stack: str = "app") -> int:
@@ -405,7 +405,7 @@ def test_lock_held_by_another_process_then_left_stale(strata: Strata, tmp_path: 
 
     listed = strata("locks", "--json", cwd=repo)
     assert listed.code == 0, listed.output
-    [row] = json.loads(listed.stdout)
+    [row] = json.loads(listed.stdout)["locks"]
     assert row["stack"] == "app" and row["backend"] == "local"
     assert row["lock"]["who"] == who and row["lock"]["live"] is True
     assert row["lock"]["id"] == "0b4c2a1e-held-by-test"
@@ -652,7 +652,7 @@ def test_restore_an_older_version_then_plan(strata: Strata, terraform_binary: st
 
     listed = strata("state", "versions", "app", "--json", cwd=repo)
     assert listed.code == 0, listed.output
-    versions = json.loads(listed.stdout)
+    versions = json.loads(listed.stdout)["versions"]
     assert len(versions) >= 2, versions
     assert versions[0]["current"] and versions[0]["serial"] == v2_doc.serial and versions[0]["resources"] == 2
     [v1] = [v for v in versions if v["serial"] == v1_doc.serial]
@@ -748,7 +748,7 @@ def test_concurrent_applies_serialise_on_terraforms_lock(strata: Strata, tf_111:
     assert "app" in listed.stdout and who in listed.stdout and "held" in listed.stdout, listed.stdout
     as_json = strata("locks", "--json", cwd=repo)
     assert as_json.code == 0, as_json.output
-    [row] = json.loads(as_json.stdout)
+    [row] = json.loads(as_json.stdout)["locks"]
     assert row["stack"] == "app" and row["lock"]["who"] == who and row["lock"]["live"] is True
     assert row["lock"]["operation"] == "OperationTypeApply"
     assert row["lock"]["version"] == "1.11.4"
@@ -824,7 +824,7 @@ def _killed_apply(strata: Strata, repo: Path, env: dict[str, str], processes: Pr
     assert lock_is_free(state_file(repo)), "the fcntl lock died with terraform"
     listed = strata("locks", "--json", cwd=repo)
     assert listed.code == 0, listed.output
-    [row] = json.loads(listed.stdout)
+    [row] = json.loads(listed.stdout)["locks"]
     assert row["lock"]["who"] == who and row["lock"]["live"] is False
     assert row["lock"]["state"].startswith("stale")
     table = strata("locks", cwd=repo)
@@ -902,7 +902,7 @@ def test_backup_and_verify(strata: Strata, tmp_path: Path) -> None:
     assert strata("state", "ls", cwd=repo).code == 0  # strata has now seen them: they have a version
     current = {}
     for stack in states:
-        listed = json.loads(strata("state", "versions", stack, "--json", cwd=repo).stdout)
+        listed = json.loads(strata("state", "versions", stack, "--json", cwd=repo).stdout)["versions"]
         current[stack] = next(v["id"] for v in listed if v["current"])
 
     target = tmp_path / "backup"
@@ -994,7 +994,7 @@ def test_verify_finds_an_old_copy_written_back(strata: Strata, tmp_path: Path) -
     assert strata("state", "verify", cwd=repo).code == 0
     put_state(repo, old)
     assert strata("state", "ls", cwd=repo).code == 0
-    versions = json.loads(strata("state", "versions", "app", "--json", cwd=repo).stdout)
+    versions = json.loads(strata("state", "versions", "app", "--json", cwd=repo).stdout)["versions"]
     assert versions[0]["current"] and versions[0]["serial"] == 5, "the newest version is the current state"
     result = strata("state", "verify", cwd=repo)
     assert result.code == 1, result.output
@@ -1064,7 +1064,7 @@ def test_restore_of_a_version_that_is_not_a_sound_state(strata: Strata, tmp_path
     assert strata("state", "ls", cwd=repo).code == 0  # kept in the history as seen
     put_state(repo, state_bytes(4))
     assert strata("state", "ls", cwd=repo).code == 0
-    versions = json.loads(strata("state", "versions", "app", "--json", cwd=repo).stdout)
+    versions = json.loads(strata("state", "versions", "app", "--json", cwd=repo).stdout)["versions"]
     [old] = [v for v in versions if not v["current"]]
     result = strata("state", "restore", "app", "--version", old["id"], "--yes", cwd=repo)
     assert result.code == 1 and "not a sound state" in result.stderr, result.output

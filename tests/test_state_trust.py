@@ -124,7 +124,7 @@ def versions(strata: Strata, repo: Path, stack: str = "app", env: dict[str, str]
              ) -> list[dict[str, Any]]:
     result = strata("state", "versions", stack, "--json", cwd=repo, env=env)
     assert result.code == 0, result.output
-    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    rows: list[dict[str, Any]] = json.loads(result.stdout)["versions"]
     return rows
 
 

@@ -594,7 +594,7 @@ def test_strata_locks_shows_the_session_and_unlock_refuses_a_live_one(
     proc, pid = holders(url, row_id(url))
     shown = strata("locks", "--json", cwd=repo)
     assert shown.code == 0, shown.output
-    [held] = json.loads(shown.stdout)
+    [held] = json.loads(shown.stdout)["locks"]
     assert held["stack"] == "dev/us-east-1/01-network" and held["backend"] == "pg"
     assert held["lock"]["pid"] == pid and held["lock"]["live"] is True
     assert held["lock"]["who"] == "postgres@127.0.0.1" and held["lock"]["application"] == "holder-test"
@@ -603,7 +603,7 @@ def test_strata_locks_shows_the_session_and_unlock_refuses_a_live_one(
     assert proc.poll() is None
     proc.kill()
     proc.wait(timeout=10)
-    wait_for(lambda: strata("locks", "--json", cwd=repo).stdout.strip() == "[]", "the lock to vanish")
+    wait_for(lambda: json.loads(strata("locks", "--json", cwd=repo).stdout)["locks"] == [], "the lock to vanish")
 
 
 # -- real terraform ----------------------------------------------------------------------------------------------

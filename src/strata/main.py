@@ -51,10 +51,35 @@ def refuse_terraform_spellings(args: list[str], command: str | None) -> None:
         raise click.UsageError(f"{arg} is a terraform flag: give terraform's flags after --, e.g. {example}")
 
 
+def spell_json_target(args: list[str]) -> list[str]:
+    """``--json`` takes the next word as its FILE only when that word is ``-`` or ends with ``.json``, so that
+    ``strata ls --json production`` lists production; ``--json=FILE`` always names a file. Rewrites every
+    ``--json`` before ``--`` as ``--json=TARGET`` (``-``: stdout)."""
+    spelled: list[str] = []
+    at = 0
+    while at < len(args):
+        arg = args[at]
+        if arg == "--":
+            return spelled + args[at:]
+        if arg == "--json":
+            following = args[at + 1] if at + 1 < len(args) else ""
+            if following == "-" or following.endswith(".json"):
+                spelled.append(f"--json={following}")
+                at += 2
+                continue
+            arg = "--json=-"
+        spelled.append(arg)
+        at += 1
+    return spelled
+
+
 class _StrataCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from strata.output import send_json_to
+
         refuse_terraform_spellings(args, self.name)
-        return super().parse_args(ctx, args)
+        send_json_to(None)  # one command per process, but tests run several in one
+        return super().parse_args(ctx, spell_json_target(args))
 
 
 class _StrataGroup(click.Group):
@@ -153,6 +178,25 @@ def complete(kind: str, incomplete: str) -> list[Any]:
     return [CompletionItem(n) for n in sorted(names) if n and n.startswith(incomplete)]
 
 
+def _json_target(_ctx: click.Context, _param: click.Parameter, value: str | None) -> bool:
+    from strata.output import send_json_to
+
+    if value == "":
+        raise click.BadParameter("--json= names no file: give --json FILE, or --json alone for stdout",
+                                 param_hint="--json")
+    send_json_to(value)
+    return value is not None
+
+
+def json_option(help: str, schema: str, name: str = "as_json") -> Callable[[F], F]:
+    """``--json`` on every command: the document on stdout (``--json``, ``--json -``) or in a file (``--json
+    FILE.json``, ``--json=FILE``); the command gets ``name`` as a bool, where the document goes is output.py's.
+    ``schema`` names the document's JSON Schema in docs/schemas/ (the tests hold every document to it)."""
+    return click.option("--json", name, metavar="[FILE]", callback=_json_target,
+                        help=f"{help} On stdout, or in FILE with --json FILE.json or --json=FILE "
+                             f"(docs/schemas/{schema}.schema.json).")
+
+
 def selection_options(fn: F) -> F:
     """The selection every command accepts: path prefixes or globs, and dimension filters."""
     options = [
@@ -205,7 +249,7 @@ def _selection(kwargs: dict[str, Any]) -> Any:
 
 @cli.command("ls")
 @selection_options
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option("The stacks as JSON.", "ls")
 @click.option("--run-order", is_flag=True, help="List in dependency order instead of by path.")
 @click.option("--explain", is_flag=True, help="With --changed: say why each stack is affected.")
 @click.pass_obj
@@ -219,7 +263,7 @@ def ls_command(ws: Any, /, as_json: bool, run_order: bool, explain: bool, **kwar
 @cli.command("graph")
 @selection_options
 @click.option("--format", "fmt", type=click.Choice(["dot", "mermaid"]), default="dot", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: nodes and edges.")
+@json_option("The picture as JSON: nodes and edges.", "graph")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE; .png/.svg/.pdf files are drawn with Graphviz (dot).")
 @click.option("--include-dependencies", is_flag=True, help="Also draw what the selected stacks depend on.")
@@ -260,7 +304,7 @@ def completion_command(ctx: click.Context, /, shell: str) -> int:
 
 @cli.command("render")
 @click.argument("stack", shell_complete=lambda c, p, i: complete("stack", i))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option("The effective configuration as JSON.", "render")
 @click.pass_obj
 def render_command(ws: Any, /, stack: str, as_json: bool) -> int:
     """Show a stack's effective configuration and where every value comes from."""
@@ -272,7 +316,7 @@ def render_command(ws: Any, /, stack: str, as_json: bool) -> int:
 @cli.command("generate")
 @selection_options
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if any generated file is out of date.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@json_option("What was written (or is out of date) as JSON.", "generate")
 @click.pass_obj
 def generate_command(ws: Any, /, check: bool, as_json: bool, **kwargs: Any) -> int:
     """Write each selected stack's backend and inputs files."""
@@ -283,7 +327,7 @@ def generate_command(ws: Any, /, check: bool, as_json: bool, **kwargs: Any) -> i
 
 @cli.command("validate")
 @click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option("The problems as JSON.", "validate")
 @click.option("--terraform", "with_terraform", is_flag=True,
               help="Then run `terraform validate` in every stack (mock outputs where a dependency has no state).")
 @click.option("-j", "--parallelism", type=click.IntRange(min=1), default=None, metavar="N",
@@ -317,8 +361,8 @@ def run_options(fn: F) -> F:
         click.option("--lock-timeout", default="0s", show_default=True, metavar="DURATION",
                      envvar="STRATA_LOCK_TIMEOUT", show_envvar=True,
                      help="How long terraform waits for a state lock held by someone else."),
-        click.option("--json", "json_report", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-                     help="Also write the run report as JSON to FILE."),
+        json_option("The run report as JSON (on stdout, terraform's output and strata's go to stderr).",
+                    "run-report", "json_report"),
         click.option("-q", "--quiet", is_flag=True, help="Without a terminal: print only start/finish lines."),
     ]
     for option in reversed(options):
@@ -441,7 +485,7 @@ def run_command(ctx: click.Context, /, **kwargs: Any) -> int:
 
 @cli.command("output")
 @selection_options
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (values not redacted).")
+@json_option("The outputs as JSON (values not redacted).", "output")
 @click.pass_obj
 def output_command(ws: Any, /, as_json: bool, **kwargs: Any) -> int:
     """Show the outputs of the selected stacks, read from their state."""
@@ -455,7 +499,7 @@ def output_command(ws: Any, /, as_json: bool, **kwargs: Any) -> int:
 @click.option("--dry-run", is_flag=True, help="Only report what would be created or repaired; change nothing.")
 @click.option("--emit-terraform", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Write the backend as a Terraform stack in DIR instead of creating it.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@json_option("What was (or would be) created as JSON.", "bootstrap")
 @click.pass_obj
 def bootstrap_command(ws: Any, /, dry_run: bool, emit_terraform: Path | None, as_json: bool, **kwargs: Any) -> int:
     """Create the backends the selected stacks need (S3 + DynamoDB + KMS, PostgreSQL), idempotently."""
@@ -469,14 +513,13 @@ def state_group() -> None:
     """Inspect, back up, verify, restore and replicate the stacks' states (local, s3, pg)."""
 
 
-_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 _lock_timeout_option = click.option("--lock-timeout", default="0s", show_default=True, metavar="DURATION",
                                     help="How long to wait for a state lock held by someone else.")
 
 
 @state_group.command("ls")
 @selection_options
-@_json_option
+@json_option("The states as JSON.", "state-ls")
 @click.pass_obj
 def state_ls_command(ws: Any, /, as_json: bool, **kwargs: Any) -> int:
     """Per stack: serial, lineage, resources, size, last modified, lock."""
@@ -499,7 +542,7 @@ def state_pull_command(ws: Any, /, stack: str, version: str | None) -> int:
 
 @state_group.command("versions")
 @click.argument("stack", shell_complete=lambda c, p, i: complete("stack", i))
-@_json_option
+@json_option("The versions as JSON.", "state-versions")
 @click.pass_obj
 def state_versions_command(ws: Any, /, stack: str, as_json: bool) -> int:
     """List a stack's state versions (S3 object versions; strata's history for local and pg)."""
@@ -513,7 +556,7 @@ def state_versions_command(ws: Any, /, stack: str, as_json: bool) -> int:
 @click.option("--version", "version", required=True, metavar="ID", help="The version to make current again.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @_lock_timeout_option
-@_json_option
+@json_option("The state written as JSON.", "state-restore")
 @click.pass_obj
 def state_restore_command(ws: Any, /, stack: str, version: str, yes: bool, lock_timeout: str, as_json: bool) -> int:
     """Make an older version current again (backs up first, keeps the lineage, serial above every known one)."""
@@ -533,7 +576,7 @@ def state_restore_command(ws: Any, /, stack: str, version: str, yes: bool, lock_
                    "apply, is lost; the current state is backed up first.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @_lock_timeout_option
-@_json_option
+@json_option("The state written as JSON.", "state-push")
 @click.pass_obj
 def state_push_command(ws: Any, /, stack: str, file: str, force_lineage: bool, force: bool, yes: bool,
                        lock_timeout: str, as_json: bool) -> int:
@@ -549,7 +592,7 @@ def state_push_command(ws: Any, /, stack: str, file: str, force_lineage: bool, f
 @state_group.command("backup")
 @selection_options
 @click.option("--to", "to", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="Where the backup goes.")
-@_json_option
+@json_option("The backup's contents as JSON.", "state-backup")
 @click.pass_obj
 def state_backup_command(ws: Any, /, to: str, as_json: bool, **kwargs: Any) -> int:
     """Copy the selected states with a manifest (stack, key, version, serial, lineage, sha256)."""
@@ -561,7 +604,7 @@ def state_backup_command(ws: Any, /, to: str, as_json: bool, **kwargs: Any) -> i
 @state_group.command("verify")
 @selection_options
 @click.option("--from", "source", metavar="DIR|s3://BUCKET/PREFIX", help="Check a backup instead of the live states.")
-@_json_option
+@json_option("The findings as JSON.", "state-verify")
 @click.pass_obj
 def state_verify_command(ws: Any, /, source: str | None, as_json: bool, **kwargs: Any) -> int:
     """Check states (or a backup): parse, version 4, lineage, serials never go down, checksums match."""
@@ -578,7 +621,7 @@ def state_verify_command(ws: Any, /, source: str | None, as_json: bool, **kwargs
               help="Print the S3 replication configuration for continuous replication instead of copying.")
 @click.option("--role-arn", metavar="ARN", help="With --emit-replication-config: the IAM role S3 replicates as.")
 @_lock_timeout_option
-@_json_option
+@json_option("The copies as JSON.", "state-replicate")
 @click.pass_obj
 def state_replicate_command(ws: Any, /, to_region: str | None, emit_config: bool, role_arn: str | None,
                             lock_timeout: str, as_json: bool, **kwargs: Any) -> int:
@@ -594,7 +637,7 @@ def state_replicate_command(ws: Any, /, to_region: str | None, emit_config: bool
 @click.argument("address")
 @click.argument("target")
 @click.argument("new_address", required=False)
-@_json_option
+@json_option("The move as JSON.", "migration-report")
 @click.pass_obj
 def state_mv_command(ws: Any, /, source: str, address: str, target: str, new_address: str | None,
                      as_json: bool) -> int:
@@ -607,7 +650,7 @@ def state_mv_command(ws: Any, /, source: str, address: str, target: str, new_add
 @state_group.command("rm")
 @click.argument("stack", shell_complete=lambda c, p, i: complete("stack", i))
 @click.argument("addresses", nargs=-1, required=True)
-@_json_option
+@json_option("The state written as JSON.", "state-rm")
 @click.pass_obj
 def state_rm_command(ws: Any, /, stack: str, addresses: tuple[str, ...], as_json: bool) -> int:
     """Forget resources (exact addresses, module prefixes or globs) in a stack's state, backed up first."""
@@ -635,7 +678,7 @@ def migrate_group() -> None:
 
 @migrate_group.command("plan")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@_json_option
+@json_option("The dry run as JSON.", "migration-report")
 @click.pass_obj
 def migrate_plan_command(ws: Any, /, file: Path, as_json: bool) -> int:
     """The dry run: what moves where, problems, and no-op verification plans. Changes nothing."""
@@ -648,7 +691,7 @@ def migrate_plan_command(ws: Any, /, file: Path, as_json: bool) -> int:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--no-rollback", is_flag=True, help="Keep the migrated states even if a verification plan shows changes.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@_json_option
+@json_option("The migration as JSON.", "migration-report")
 @click.pass_obj
 def migrate_apply_command(ws: Any, /, file: Path, no_rollback: bool, yes: bool, as_json: bool) -> int:
     """Lock, back up, move, verify with no-op plans; roll back automatically when a plan shows changes."""
@@ -659,7 +702,7 @@ def migrate_apply_command(ws: Any, /, file: Path, no_rollback: bool, yes: bool, 
 
 @migrate_group.command("resume")
 @click.argument("migration_id", metavar="ID")
-@_json_option
+@json_option("The migration as JSON.", "migration-report")
 @click.pass_obj
 def migrate_resume_command(ws: Any, /, migration_id: str, as_json: bool) -> int:
     """Finish an interrupted migration from its journal."""
@@ -670,7 +713,7 @@ def migrate_resume_command(ws: Any, /, migration_id: str, as_json: bool) -> int:
 
 @migrate_group.command("rollback")
 @click.argument("migration_id", metavar="ID")
-@_json_option
+@json_option("The rollback as JSON.", "migration-report")
 @click.pass_obj
 def migrate_rollback_command(ws: Any, /, migration_id: str, as_json: bool) -> int:
     """Restore every state a migration touched, byte for byte, from its backups."""
@@ -680,7 +723,7 @@ def migrate_rollback_command(ws: Any, /, migration_id: str, as_json: bool) -> in
 
 
 @migrate_group.command("ls")
-@_json_option
+@json_option("The migrations as JSON.", "migrate-ls")
 @click.pass_obj
 def migrate_ls_command(ws: Any, /, as_json: bool) -> int:
     """Every migration of this repository: who, when, what, outcome."""
@@ -718,7 +761,7 @@ def ci_matrix_command(ws: Any, /, **kwargs: Any) -> int:
 
 @cli.command("locks")
 @selection_options
-@_json_option
+@json_option("The locks held as JSON.", "locks")
 @click.pass_obj
 def locks_command(ws: Any, /, as_json: bool, **kwargs: Any) -> int:
     """Who holds which state lock, since when (DynamoDB, S3 lock files, pg sessions, local files)."""

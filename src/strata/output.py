@@ -1,4 +1,9 @@
-"""Printing: colour only on a terminal and never with NO_COLOR/--no-color, JSON, aligned tables."""
+"""Printing: colour only on a terminal and never with NO_COLOR/--no-color, JSON, aligned tables.
+
+Every JSON document strata prints goes through :func:`print_json`: it starts with ``format_version``
+(:data:`FORMAT_VERSION`, the shapes published in ``docs/schemas/``) and goes where ``--json`` said, stdout
+(``--json``, ``--json -``) or a file (``--json FILE``), the same on every command.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,21 @@ import os
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
-from strata.errors import Diagnostic
+from strata.atomic import SECRET, write_atomic
+from strata.errors import Diagnostic, StrataError
 
 _color_disabled = False
+
+# The version of every JSON document strata prints: the minor number grows when fields are added, the major
+# one when a field is renamed, retyped or removed. The shapes are docs/schemas/*.schema.json.
+FORMAT_VERSION = "1.0"
+STDOUT = "-"
+
+# Where --json sends this command's document: None without --json, STDOUT, or a file's path.
+_json_target: str | None = None
 
 
 def disable_color() -> None:
@@ -48,12 +63,43 @@ def confirm(reason: str, question: str, cancelled: str = "cancelled") -> None:
 
     if not sys.stdin.isatty():
         raise UsageError(f"{reason}: pass --yes to confirm (there is no terminal to ask)")
-    if input(f"{question} Type 'yes' to go on: ").strip() != "yes":
+    prompt = f"{question} Type 'yes' to go on: "
+    if json_on_stdout():  # stdout holds only the JSON document
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        prompt = ""
+    if input(prompt).strip() != "yes":
         raise UsageError(cancelled)
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+def send_json_to(target: str | None) -> None:
+    """Where :func:`print_json` writes: None (no --json) and ``-`` mean stdout, anything else is a file."""
+    global _json_target
+    _json_target = target
+
+
+def json_on_stdout() -> bool:
+    """Whether this command's JSON document goes to stdout, so that nothing else may."""
+    return _json_target == STDOUT
+
+
+def json_document(data: dict[str, Any]) -> str:
+    """``data`` as strata's JSON text, ``format_version`` first."""
+    return json.dumps({"format_version": FORMAT_VERSION, **data}, indent=2) + "\n"
+
+
+def print_json(data: dict[str, Any]) -> None:
+    """The command's JSON document, on stdout or in the --json FILE (0600, written atomically: some documents
+    hold values strata otherwise redacts, e.g. `output --json`)."""
+    text = json_document(data)
+    if _json_target in (None, STDOUT):
+        sys.stdout.write(text)
+        return
+    path = Path(_json_target)
+    try:
+        write_atomic(path, text.encode("utf-8"), mode=SECRET)
+    except OSError as exc:
+        raise StrataError(f"cannot write the JSON document to {path}: {exc.strerror or exc}") from None
 
 
 def print_diagnostics(diagnostics: Iterable[Diagnostic], stream: TextIO | None = None) -> tuple[int, int]:

@@ -9,22 +9,21 @@ smaller picture to ask for.
 
 from __future__ import annotations
 
-import json
 import shutil
 import struct
 import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from strata.errors import StrataError, UsageError
 from strata.model.repository import Repository
 from strata.model.selection import Selection
-from strata.output import err, out
+from strata.output import err, json_document, json_on_stdout, out, print_json
 from strata.workspace import Workspace
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
-FORMAT_VERSION = 1
 
 # --group-by name -> (stack dimension, selection flag)
 DIMENSIONS = {
@@ -96,7 +95,12 @@ def run(ws: Workspace, selection: Selection, *, fmt: str, output: Path | None,
         size = _draw(dot(picture), output, image)
         _warn_image(repo, picture, output, image, size)
         return 0
-    text = {"dot": dot, "mermaid": mermaid, "json": to_json}[fmt](picture)
+    if fmt == "json" and output is None:
+        print_json(to_json(picture))  # where --json said
+        return 0
+    if fmt == "json" and not json_on_stdout():
+        raise UsageError("--json FILE and -o FILE both name where the JSON goes: give one")
+    text = json_document(to_json(picture)) if fmt == "json" else {"dot": dot, "mermaid": mermaid}[fmt](picture)
     if fmt == "mermaid":
         _warn_mermaid(repo, picture, text)
     if output is None:
@@ -195,17 +199,15 @@ def mermaid(picture: Picture) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_json(picture: Picture) -> str:
+def to_json(picture: Picture) -> dict[str, Any]:
     """The picture as data: nodes with their stacks, edges with the number of stack dependencies they stand
     for (with --group-by, an edge from a group to itself counts the dependencies inside it)."""
-    document = {
-        "format_version": FORMAT_VERSION,
+    return {
         "group_by": picture.group_by,
         "nodes": [{"id": n.id, **({"group": n.group} if n.group is not None else {}), "stacks": n.stacks,
                    "selected": n.selected} for n in picture.nodes],
         "edges": [{"from": a, "to": b, "dependencies": n} for (a, b), n in sorted(picture.edges.items())],
     }
-    return json.dumps(document, indent=2) + "\n"
 
 
 def _smaller(repo: Repository, picture: Picture) -> str:

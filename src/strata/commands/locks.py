@@ -36,7 +36,7 @@ def run(ws: Workspace, selection: Selection, *, as_json: bool) -> int:
     held = [r for r in rows if r.get("lock")]
     failed = [r for r in rows if "error" in r]
     if as_json:
-        print_json(held)
+        print_json({"locks": held})
     elif not held:
         out(f"no locks held ({len(rows) - len(failed)} stack(s) checked)")
     else:

@@ -27,7 +27,7 @@ def run(ws: Workspace, selection: Selection, *, as_json: bool, run_order: bool, 
                 row["reasons"] = list(changes.affected[row["path"]].reasons)
             print_json({"base": changes.base, "stacks": listed, "deleted_stacks": changes.deleted_stacks})
         else:
-            print_json(listed)
+            print_json({"stacks": listed})
         return 0
     if not stacks:
         out("no stacks selected")

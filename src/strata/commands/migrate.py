@@ -107,7 +107,7 @@ def ls(ws: Workspace, *, as_json: bool) -> int:
 
     found = journals(ws.root)
     if as_json:
-        print_json([j.to_json() for j in found])
+        print_json({"migrations": [j.to_json() for j in found]})
         return 0
     if not found:
         out("no migrations")

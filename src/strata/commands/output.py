@@ -28,7 +28,7 @@ def run(ws: Workspace, selection: Selection, *, as_json: bool) -> int:
                 f"`strata state push {stack.path or '.'} {errored}`")
         result[stack.path] = reader.outputs(stack)  # a backend strata cannot read raises a clear error
     if as_json:
-        print_json({path: outputs for path, outputs in result.items()})
+        print_json({"stacks": result})
         return 0
     # A dependency's sensitive output reaches a stack's outputs in clear when its variable is not marked
     # sensitive: read the dependencies too. One that cannot be read hides secrets strata does not know:

@@ -13,7 +13,7 @@ from strata.errors import EXIT_ERROR, ProblemsFound, UsageError
 from strata.model.repository import Repository
 from strata.model.selection import Selection, select
 from strata.model.stack import Stack
-from strata.output import color_enabled, err, out
+from strata.output import color_enabled, err, json_on_stdout, out
 from strata.output import confirm as ask
 from strata.run import report as reporting
 from strata.run.display import Display, LiveView, Passthrough, PrefixedLines
@@ -45,7 +45,7 @@ def confirm(command: str, stacks: list[Stack], yes: bool) -> None:
 
 def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dependencies: bool = False,
         include_dependents: bool = False, yes: bool = False, detailed_exitcode: bool = False,
-        json_report: Path | None = None, quiet: bool = False, bootstrap: bool = False,
+        json_report: bool = False, quiet: bool = False, bootstrap: bool = False,
         summary_md: Path | None = None, non_interactive: bool = False) -> int:
     repo = ws.repository()
     repo.require_valid()
@@ -76,18 +76,18 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
         confirm(options.command, stacks, yes)
     runner, result = execute(repo, binary, options, stacks, quiet)
     code = reporting.exit_code(result, detailed_exitcode)
-    reporting.print_summary(result, to_stderr=passthrough(len(stacks), quiet))
+    reporting.print_summary(result, to_stderr=stdout_taken(len(stacks), quiet))
     if summary_md is not None:
         write_summary(runner, result, summary_md)
-    if json_report is not None:
-        reporting.write_json(result, code, json_report)
+    if json_report:
+        reporting.print_report(result, code)
     return code
 
 
 def execute(repo: Repository, binary: TerraformBinary, options: RunOptions, stacks: list[Stack],
             quiet: bool) -> tuple[Runner, RunReport]:
     display = choose_display(len(stacks), quiet)
-    color = ((isinstance(display, Passthrough) and sys.stdout.isatty() and color_enabled(sys.stdout))
+    color = ((isinstance(display, Passthrough) and display.stream.isatty() and color_enabled(display.stream))
              or (isinstance(display, LiveView) and color_enabled(sys.stderr)))
     runner = Runner(repo, binary, dataclasses.replace(options, color=color), display)
     try:
@@ -97,7 +97,7 @@ def execute(repo: Repository, binary: TerraformBinary, options: RunOptions, stac
 
 
 def apply_as_shown(repo: Repository, binary: TerraformBinary, stacks: list[Stack], options: RunOptions, *,
-                   quiet: bool, json_report: Path | None, non_interactive: bool) -> int:
+                   quiet: bool, json_report: bool, non_interactive: bool) -> int:
     """``apply`` without ``--yes``: plan every stack, show the diffs and the summary, ask once, then apply
     exactly those saved plans (as terraform's own apply does), never a second, different plan.
 
@@ -117,7 +117,7 @@ def apply_as_shown(repo: Repository, binary: TerraformBinary, stacks: list[Stack
     for _round in range(len(stacks) + 1):
         plan_options = dataclasses.replace(options, command="plan", save_plans=True, saved_plans=False)
         _, planned = execute(repo, binary, plan_options, [by_path[p] for p in pending], quiet)
-        reporting.print_summary(planned, to_stderr=passthrough(len(pending), quiet))
+        reporting.print_summary(planned, to_stderr=stdout_taken(len(pending), quiet))
         last = planned
         if reporting.exit_code(planned, False) != 0:
             err("nothing more applied: the plan failed")
@@ -129,14 +129,14 @@ def apply_as_shown(repo: Repository, binary: TerraformBinary, stacks: list[Stack
                 err(f"nothing can be applied as planned: {len(placeholders)} stack(s) were planned with placeholder "
                     "outputs (mock_outputs) of dependencies that are not applied yet; select those dependencies too")
                 return _finish(planned, applied, json_report, EXIT_ERROR)
-            out("nothing to apply: the infrastructure matches the configuration")
+            (err if json_on_stdout() else out)("nothing to apply: the infrastructure matches the configuration")
             return _finish(planned, applied, json_report, 0)
         later = f" ({len(placeholders)} more, planned with placeholder outputs, come next)" if placeholders else ""
         question = f"Apply the {len(ready)} plan(s) shown above{later}?"
         ask(f"apply changes infrastructure in {len(ready)} stack(s)", question, "apply cancelled: nothing applied")
         apply_options = dataclasses.replace(options, saved_plans=True, save_plans=False)
         _, result = execute(repo, binary, apply_options, [by_path[p] for p in ready], quiet)
-        reporting.print_summary(result, to_stderr=passthrough(len(ready), quiet))
+        reporting.print_summary(result, to_stderr=stdout_taken(len(ready), quiet))
         last = result
         stale = {r.path for r in result.results if r.status == "failed" and "saved plan" in r.detail
                  and ("stale" in r.detail or "mock outputs" in r.detail)}
@@ -153,11 +153,11 @@ def apply_as_shown(repo: Repository, binary: TerraformBinary, stacks: list[Stack
     return _finish(last, applied, json_report, EXIT_ERROR)
 
 
-def _finish(last: RunReport, applied: list[StackResult], json_report: Path | None, code: int) -> int:
+def _finish(last: RunReport, applied: list[StackResult], json_report: bool, code: int) -> int:
     """The JSON report of an apply as shown: every stack applied across its rounds, else the last report."""
-    if json_report is not None:
+    if json_report:
         report = dataclasses.replace(last, command="apply", results=applied) if applied else last
-        reporting.write_json(report, code, json_report)
+        reporting.print_report(report, code)
     return code
 
 
@@ -166,16 +166,24 @@ def passthrough(count: int, quiet: bool) -> bool:
     return count == 1 and not quiet
 
 
+def stdout_taken(count: int, quiet: bool) -> bool:
+    """Whether stdout carries terraform's own output or the JSON report (``--json -``): strata's words, and
+    then terraform's too, go to stderr."""
+    return passthrough(count, quiet) or json_on_stdout()
+
+
 def choose_display(count: int, quiet: bool) -> Display:
     """One stack: terraform's own output; many on a terminal: the live view with each diff once finished;
-    otherwise (CI, pipes) prefixed whole lines. ``--quiet`` and STRATA_NO_LIVE keep the prefixed lines."""
+    otherwise (CI, pipes) prefixed whole lines. ``--quiet`` and STRATA_NO_LIVE keep the prefixed lines.
+    With the JSON report on stdout, terraform's output and the lines go to stderr."""
+    stream = sys.stderr if json_on_stdout() else sys.stdout
     if passthrough(count, quiet):
-        return Passthrough()
+        return Passthrough(stream)
     if quiet:
-        return PrefixedLines(quiet=True)
+        return PrefixedLines(stream, quiet=True)
     if sys.stderr.isatty() and not os.environ.get("STRATA_NO_LIVE"):
         return LiveView(count, color=color_enabled(sys.stderr))
-    return PrefixedLines()
+    return PrefixedLines(stream)
 
 
 def write_summary(runner: Runner, result: RunReport, target: Path) -> list[Path]:

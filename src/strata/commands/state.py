@@ -88,7 +88,7 @@ def ls(ws: Workspace, selection: Selection, *, as_json: bool) -> int:
         rows = list(pool.map(lambda s: _describe(root, s), stacks))
     failed = [r for r in rows if "error" in r]
     if as_json:
-        print_json(rows)
+        print_json({"stacks": rows})
     else:
         lines = []
         for r in rows:
@@ -149,9 +149,10 @@ def versions(ws: Workspace, stack_arg: str, *, as_json: bool) -> int:
         except BackendError as exc:
             raise failure(stack, store, exc) from None
     if as_json:
-        print_json([{"id": v.id, "modified": v.modified.isoformat() if v.modified else None, "size": v.size,
-                     "current": v.current, "kind": v.kind, "serial": serial, "lineage": lineage,
-                     "resources": count} for v, serial, lineage, count in details])
+        print_json({"stack": stack.path, "versions": [
+            {"id": v.id, "modified": v.modified.isoformat() if v.modified else None, "size": v.size,
+             "current": v.current, "kind": v.kind, "serial": serial, "lineage": lineage, "resources": count}
+            for v, serial, lineage, count in details]})
         return 0
     if not details:
         out(f"{stack.path}: no versions")

@@ -14,7 +14,7 @@ import re
 import sys
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from strata.scheduler import Outcome
 
@@ -47,14 +47,15 @@ def shown_lines(lines: list[str]) -> list[str]:
 class PrefixedLines:
     """Every terraform line as ``<stack>: <line>``, one whole line at a time (never interleaved)."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
         self._lock = threading.Lock()
+        self.stream = stream or sys.stdout
         self.quiet = quiet
 
     def _write(self, text: str) -> None:
         with self._lock:
-            sys.stdout.write(text + "\n")
-            sys.stdout.flush()
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     def start(self, path: str) -> None:
         self._write(f"{path or '.'}: strata: started")
@@ -76,9 +77,11 @@ class PrefixedLines:
 
 class Passthrough:
     """One stack: terraform's output on stdout exactly as terraform writes it (so ``strata run STACK --
-    output -json | jq`` works), strata's own words on stderr; ``init`` only when it fails."""
+    output -json | jq`` works), strata's own words on stderr; ``init`` only when it fails. ``stream`` is
+    stderr when stdout carries the JSON report."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
         self._init: list[str] = []
         self._shown = False
 
@@ -87,16 +90,16 @@ class Passthrough:
 
     def line(self, path: str, text: str) -> None:
         self._shown = True
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def init_line(self, path: str, text: str) -> None:
         self._init.append(text)
 
     def finish(self, path: str, outcome: Outcome) -> None:
         if outcome.status == "failed" and not self._shown and self._init:
-            sys.stdout.write("\n".join(shown_lines(self._init)) + "\n")
-            sys.stdout.flush()
+            self.stream.write("\n".join(shown_lines(self._init)) + "\n")
+            self.stream.flush()
 
     def close(self) -> None:
         pass

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 from strata.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
-from strata.output import err, out, table
+from strata.output import err, out, print_json, table
 from strata.run.engine import RunReport
 
 
@@ -44,9 +42,9 @@ def to_json(report: RunReport, exit_code: int) -> dict[str, Any]:
     }
 
 
-def write_json(report: RunReport, exit_code: int, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_json(report, exit_code), indent=2) + "\n", encoding="utf-8")
+def print_report(report: RunReport, exit_code: int) -> None:
+    """The run report where --json said: stdout or FILE (docs/schemas/run-report.schema.json)."""
+    print_json(to_json(report, exit_code))
 
 
 def exit_code(report: RunReport, detailed: bool) -> int:
