@@ -20,6 +20,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import time
@@ -194,7 +195,8 @@ def check_case(root: Path, what: str) -> str:
             assert diag["file"], f"{what}\nan error without a file: {diag}"
     for line in gen_stdout.splitlines() + gen_stderr.splitlines():
         if ": error: " in line:
-            assert "strata.hcl" in line.split(": error: ")[0], f"{what}\nan error without a file: {line}"
+            where = line.split(": error: ")[0]  # a strata.hcl, or the .tf declaring a variable nothing sets
+            assert re.search(r"(strata\.hcl|\.tf(\.json)?):\d+$", where), f"{what}\nan error without a file: {line}"
     if not report["errors"]:
         return "valid"
     return "syntax" if any("syntax error" in d["message"] for d in report["diagnostics"]) else "evaluation"
