@@ -95,3 +95,32 @@ def test_run_options_come_from_the_environment(strata: Strata, repo: tuple[Path,
     ok = strata("plan", "-q", cwd=root, env={**env, "STRATA_PARALLELISM": "1", "STRATA_LOCK_TIMEOUT": "5s"})
     assert ok.code == 0, ok.output
     assert "-lock-timeout=5s" in "".join(p.read_text() for p in (root / ".strata" / "logs").rglob("*.log"))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["plan", "dev/eu-west-1/app", "--", "-out=x.tfplan"], "-out=x.tfplan after --: strata sets it itself; use --out"),
+    (["apply", "--yes", "--", "-auto-approve"], "use --yes"),
+    (["plan", "--", "-json"], "use --json"),
+    (["apply", "--plan", "--yes", "--", "-target=null_resource.a"], "--plan applies the saved plans as they are"),
+    (["render", "dev/eu-west-1/app", "-legacy"], "no such option: -legacy"),
+])
+def test_flags_that_would_override_strata_are_refused(strata: Strata, repo: tuple[Path, dict[str, str]],
+                                                      args: list[str], message: str) -> None:
+    root, env = repo
+    result = strata(*args, cwd=root, env=env)
+    assert result.code == 64 and message in result.stderr, result.output
+    assert not (root / "x.tfplan").exists() and not (root / ".strata" / "logs").exists()
+
+
+def test_a_var_after_dashes_sets_a_required_variable(strata: Strata, tmp_path: Path,
+                                                     provider_mirror: dict[str, str], tf_111: str) -> None:
+    root = write_tree(tmp_path / "repo", {
+        "strata.hcl": 'strata {}\nbackend "local" {}\n',
+        "dev/r/app/strata.hcl": "stack {}\n",
+        "dev/r/app/main.tf": 'variable "size" {\n  type = string\n}\noutput "size" {\n  value = var.size\n}\n',
+    })
+    env = {**provider_mirror, "STRATA_TERRAFORM": tf_111}
+    missing = strata("plan", cwd=root, env=env)
+    assert missing.code == 1 and "variable 'size'" in missing.output, missing.output
+    assert strata("plan", "--", "-var", "size=large", cwd=root, env=env).code == 0
+    assert strata("plan", "--", "-var=size=large", cwd=root, env=env).code == 0

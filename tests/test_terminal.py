@@ -72,12 +72,12 @@ class Terminal:
         self.raw += chunk
         return True
 
-    def wait_for(self, text: str, timeout: float = 300) -> None:
+    def wait_for(self, text: str, timeout: float = 300, count: int = 1) -> None:
         deadline = time.monotonic() + timeout
-        while text not in self.text:
+        while self.text.count(text) < count:
             assert time.monotonic() < deadline, f"{text!r} never appeared:\n{self.text}"
             if not self._read(0.5):
-                assert text in self.text, f"{text!r} never appeared before strata exited:\n{self.text}"
+                assert self.text.count(text) >= count, f"{text!r} never appeared before strata exited:\n{self.text}"
 
     def send(self, text: str) -> None:
         os.write(self.master, text.encode())
@@ -163,17 +163,56 @@ def test_apply_shows_the_plans_asks_once_and_applies_exactly_what_was_shown(
     main = root / "dev/eu-west-1/01-net/main.tf"
     main.write_text(main.read_text().replace('size = "small"', 'size = "large"'))
     term.send("yes\n")
-    term.wait_for("must be planned again")
+    term.wait_for("are planned again before anything more is applied")
     term.wait_for("Apply the 1 plan(s) shown above?")
     assert term.text.count("Type 'yes' to go on:") == 2
-    second = term.text[term.text.index("must be planned again"):]
+    second = term.text[term.text.index("are planned again before anything more is applied"):]
     assert '+ "size" = "large"' in second, second  # the new plan is shown before it is asked for
     term.send("no\n")
-    assert term.finish() != 0
-    assert "apply cancelled: nothing applied" in term.text
+    assert term.finish() == 1  # as terraform's own "no"
+    assert "apply cancelled; 1 stack(s) were applied in earlier rounds" in term.text
     # what was shown and confirmed was applied; the stale plan was not, and no unseen plan replaced it
     assert state_of(strata, root, env, "dev/eu-west-1/02-app") == {"app": "small"}
     assert state_of(strata, root, env, "dev/eu-west-1/01-net") == {}
+    # the declined plan is gone: a later `apply --plan` cannot apply it unasked
+    assert not list((root / ".strata" / "plans").rglob("plan.tfplan"))
+    later = strata("apply", "--plan", "--yes", "dev/eu-west-1/01-net", cwd=root, env=env)
+    assert later.code == 1 and "no saved plan" in later.output, later.output
+
+
+def test_apply_plans_again_what_depends_on_a_stack_it_just_applied(
+        strata: Strata, tmp_path: Path, provider_mirror: dict[str, str], tf_111: str) -> None:
+    """A dependent whose first plan had no changes was planned with its dependency's old outputs: once the
+    dependency is applied it is planned again, shown, and asked about (the attack's finding 3)."""
+    root = write_tree(tmp_path / "chain", {
+        "strata.hcl": 'strata {}\nbackend "local" {}\n',
+        "dev/r/a/strata.hcl": 'stack {}\ninputs = {\n  word = "one"\n}\n',
+        "dev/r/a/main.tf": 'variable "word" {\n  type = string\n}\noutput "word" {\n  value = var.word\n}\n',
+        "dev/r/b/strata.hcl": 'stack {}\ndependency "a" {\n  path = "../a"\n}\n'
+                              'inputs = {\n  word = dependency.a.outputs.word\n}\n',
+        "dev/r/b/main.tf": 'variable "word" {\n  type = string\n}\nresource "null_resource" "b" {\n'
+                           '  triggers = { word = var.word }\n}\n',
+    })
+    env = {**provider_mirror, "STRATA_TERRAFORM": tf_111}
+    assert strata("apply", "--yes", "-q", cwd=root, env=env).code == 0
+    config = root / "dev/r/a/strata.hcl"
+    config.write_text(config.read_text().replace('"one"', '"two"'))
+    term = Terminal(["apply"], root, env)
+    term.wait_for("Apply the 1 plan(s) shown above?")  # a's output changes; b has nothing to do yet
+    term.send("yes\n")
+    term.wait_for("are planned again before anything more is applied")
+    term.wait_for("Type 'yes' to go on:", count=2)  # b, planned again with a's new output
+    term.send("yes\n")
+    assert term.finish() == 0, term.text
+    assert '"word" = "one" -> "two"' in term.text  # b's new plan was shown before it was applied
+    assert state_of_trigger(strata, root, env, "dev/r/b") == "two"
+
+
+def state_of_trigger(strata: Strata, root: Path, env: dict[str, str], stack: str) -> str:
+    import json
+
+    resources = json.loads(strata("state", "pull", stack, cwd=root, env=env).stdout)["resources"]
+    return str(resources[0]["instances"][0]["attributes"]["triggers"]["word"])
 
 
 def test_apply_without_a_terminal_or_with_non_interactive_asks_nothing(

@@ -30,7 +30,16 @@ Set NO_COLOR (or pass --no-color) for plain output."""
 # flag, which goes after `--`.
 _TERRAFORM_SPELLINGS = {"chdir": "-C DIR (or --chdir DIR), before the command", "auto-approve": "--yes",
                         "lock-timeout": "--lock-timeout", "parallelism": "-j N (or --parallelism N)",
-                        "no-color": "--no-color", "json": "--json", "help": "--help", "version": "--version"}
+                        "no-color": "--no-color", "json": "--json", "help": "--help", "version": "--version",
+                        "out": "--out (on plan)", "detailed-exitcode": "--detailed-exitcode (on plan)"}
+# Flags strata gives terraform itself on plan/apply/destroy/init/refresh: after `--` they would override strata's
+# (a user's -out would leave strata's saved plan stale), so they are refused there with strata's spelling.
+_OWNED_AFTER_DASHES = {"-out": "--out (strata keeps the plan for apply --plan)", "-no-color": "--no-color",
+                       "-input": "nothing: terraform never asks for input under strata",
+                       "-lock-timeout": "--lock-timeout", "-detailed-exitcode": "--detailed-exitcode",
+                       "-auto-approve": "--yes", "-json": "--json (strata's report; terraform's -json stream "
+                       "would hide the diff and what strata reads in it)"}
+_TAKES_TERRAFORM_FLAGS = ("plan", "apply", "destroy", "init", "refresh", "run")
 
 
 def refuse_terraform_spellings(args: list[str], command: str | None) -> None:
@@ -47,6 +56,8 @@ def refuse_terraform_spellings(args: list[str], command: str | None) -> None:
         word = found[1]
         if word in _TERRAFORM_SPELLINGS:
             raise click.UsageError(f"{arg} is terraform's spelling: strata's is {_TERRAFORM_SPELLINGS[word]}")
+        if command is not None and command not in _TAKES_TERRAFORM_FLAGS:
+            raise click.UsageError(f"no such option: {arg}")
         example = f"strata {command or 'plan'} STACK -- {arg}"
         raise click.UsageError(f"{arg} is a terraform flag: give terraform's flags after --, e.g. {example}")
 
@@ -389,6 +400,14 @@ def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None =
 
     duration_seconds(kwargs["lock_timeout"])  # a usage error before anything runs
     terraform_args = click.get_current_context().meta.get("terraform_args") or []
+    if command != "run":
+        for arg in terraform_args:
+            owned = _OWNED_AFTER_DASHES.get(arg.split("=", 1)[0])
+            if owned:
+                raise click.UsageError(f"{arg} after --: strata sets it itself; use {owned}")
+        if terraform_args and extra.get("saved_plans"):
+            raise click.UsageError("--plan applies the saved plans as they are: flags after -- shape a plan, give "
+                                   f"them to `strata plan --out -- {' '.join(terraform_args)}`")
     options = RunOptions(
         command=command, parallelism=kwargs.pop("parallelism") or os.cpu_count() or 1, args=args or [],
         terraform_args=[] if command == "run" else list(terraform_args),

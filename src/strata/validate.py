@@ -16,6 +16,7 @@ import ipaddress
 import os
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from strata.backends import get_backend
@@ -35,12 +36,14 @@ VARIABLES_CACHE = "variables.json"  # the parsed variable blocks of every stack,
 _InputAt = tuple[str, int, str]  # an input where it is written: file, line, name
 
 
-def validate(repo: Repository, version: Version | None) -> list[Diagnostic]:
-    """Every problem in ``repo`` (loading problems included), sorted by file and line."""
+def validate(repo: Repository, version: Version | None, terraform_args: Sequence[str] = ()) -> list[Diagnostic]:
+    """Every problem in ``repo`` (loading problems included), sorted by file and line. ``terraform_args`` are
+    the flags a run hands terraform (``strata plan -- -var x=1``): the variables they set are set."""
     found = list(repo.diagnostics)
     for check in (_graph, _layers, _states, _backends, _encryption, _storage_sharing, _cidrs,
-                  _paths, _declared_backends, _inputs):
+                  _paths, _declared_backends):
         found.extend(check(repo, version))
+    found.extend(_inputs(repo, version, terraform_args))
     unique: dict[tuple[Any, ...], Diagnostic] = {}
     for d in found:
         unique.setdefault((d.severity, d.source.file, d.source.line, d.message), d)
@@ -304,7 +307,7 @@ def _declared_backends(repo: Repository, version: Version | None) -> list[Diagno
     return out
 
 
-def _inputs(repo: Repository, version: Version | None) -> list[Diagnostic]:
+def _inputs(repo: Repository, version: Version | None, terraform_args: Sequence[str] = ()) -> list[Diagnostic]:
     """Inputs no variable takes, and required variables nothing sets, for each stack with Terraform code.
 
     An input written in the stack's own strata.hcl must be a variable of the stack. One inherited from a
@@ -319,6 +322,8 @@ def _inputs(repo: Repository, version: Version | None) -> list[Diagnostic]:
     reported: set[_InputAt] = set()
     unset: list[tuple[Stack, Variable, set[_InputAt]]] = []  # with the mistyped inputs that would explain it
     from_environment = {name.removeprefix("TF_VAR_") for name in os.environ if name.startswith("TF_VAR_")}
+    from_environment |= _set_by_flags(terraform_args)
+    var_file = any(a == "-var-file" or a.startswith("-var-file=") for a in terraform_args)
     for path, declared in _variables(repo).items():
         stack = repo.stacks[path]
         strays: list[_InputAt] = []
@@ -334,7 +339,7 @@ def _inputs(repo: Repository, version: Version | None) -> list[Diagnostic]:
                                       f"terraform would ignore it{did_you_mean(name, declared)}", setting.source))
             else:
                 below[at].update(declared)
-        if not broken.intersection(stack.config_chain):  # else an input may be missing because it failed
+        if not var_file and not broken.intersection(stack.config_chain):  # else an input may be missing: it failed
             unset.extend((stack, v, {at for at in strays if did_you_mean(at[2], [v.name])})
                          for v in _unset(repo, stack, declared, from_environment))
     settled = taken | reported  # reported: a stack's own input, which the stacks nested in it inherit
@@ -348,6 +353,17 @@ def _inputs(repo: Repository, version: Version | None) -> list[Diagnostic]:
                           f"TF_VAR_{v.name}): add it to the inputs in {stack.config_file}, or give it a default",
                           v.source) for stack, v, typos in unset if not typos & reported)
     return out
+
+
+def _set_by_flags(terraform_args: Sequence[str]) -> set[str]:
+    """The variables ``-var NAME=VALUE`` / ``-var=NAME=VALUE`` set (a ``-var-file`` may set any: not checked)."""
+    names: set[str] = set()
+    for i, arg in enumerate(terraform_args):
+        value = arg.removeprefix("-var=") if arg.startswith("-var=") else (
+            terraform_args[i + 1] if arg == "-var" and i + 1 < len(terraform_args) else None)
+        if value is not None and "=" in value:
+            names.add(value.split("=", 1)[0].strip())
+    return names
 
 
 def _variables(repo: Repository) -> dict[str, dict[str, Variable]]:

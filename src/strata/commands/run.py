@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from strata import generate as gen
@@ -23,10 +24,11 @@ from strata.validate import validate
 from strata.workspace import Workspace
 
 
-def prepare(ws: Workspace, repo: Repository, stacks: list[Stack]) -> None:
-    """Refuse a configuration validate rejects; write the generated files of the stacks and their dependencies."""
+def prepare(ws: Workspace, repo: Repository, stacks: list[Stack], terraform_args: Sequence[str] = ()) -> None:
+    """Refuse a configuration validate rejects (the variables ``-var`` sets after ``--`` are set); write the
+    generated files of the stacks and their dependencies."""
     version = ws.terraform().version
-    errors = [d for d in validate(repo, version) if d.severity == "error"]
+    errors = [d for d in validate(repo, version, terraform_args) if d.severity == "error"]
     if errors:
         raise ProblemsFound(errors)
     needed = repo.graph.closure({s.path for s in stacks}, dependencies=True)
@@ -39,6 +41,9 @@ def prepare(ws: Workspace, repo: Repository, stacks: list[Stack]) -> None:
 
 def confirm(command: str, stacks: list[Stack], yes: bool) -> None:
     if not yes:
+        shown = [f"  {s.path or '.'}" for s in stacks[:30]]
+        more = [f"  ... and {len(stacks) - 30} more"] if len(stacks) > 30 else []
+        err("\n".join([f"{command} will run in:", *shown, *more]))
         ask(f"{command} changes infrastructure in {len(stacks)} stack(s)", f"{command} {len(stacks)} stack(s)?",
             f"{command} cancelled")
 
@@ -57,7 +62,7 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
 
     refuse_if_interrupted(repo.root, {s.path for s in stacks})
     binary = ws.terraform()
-    prepare(ws, repo, stacks)
+    prepare(ws, repo, stacks, options.terraform_args)
     if bootstrap:
         from strata.commands.bootstrap import bootstrap as create_backends
         from strata.commands.bootstrap import targets_for
@@ -86,7 +91,7 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
 
 def execute(repo: Repository, binary: TerraformBinary, options: RunOptions, stacks: list[Stack],
             quiet: bool) -> tuple[Runner, RunReport]:
-    display = choose_display(len(stacks), quiet)
+    display = choose_display(len(stacks), quiet, options.command)
     color = ((isinstance(display, Passthrough) and display.stream.isatty() and color_enabled(display.stream))
              or (isinstance(display, LiveView) and color_enabled(sys.stderr)))
     runner = Runner(repo, binary, dataclasses.replace(options, color=color), display)
@@ -101,10 +106,12 @@ def apply_as_shown(repo: Repository, binary: TerraformBinary, stacks: list[Stack
     """``apply`` without ``--yes``: plan every stack, show the diffs and the summary, ask once, then apply
     exactly those saved plans (as terraform's own apply does), never a second, different plan.
 
-    A saved plan that cannot be applied as shown is planned again and shown before anything more is asked:
-    one made with placeholder outputs of a dependency that had no state yet (``mock_outputs``), and one whose
-    code or inputs changed after it was shown (the engine refuses it as stale, e.g. because a dependency
-    applied just before it produced new outputs). Each round asks again; nothing unseen is ever applied.
+    A stack is planned again, shown, and asked about again before it is applied when its shown plan cannot be
+    applied as shown: one made with placeholder outputs of a dependency that had no state yet
+    (``mock_outputs``), one whose code or inputs changed after it was shown (the engine refuses it as stale),
+    and every stack not applied yet downstream of one just applied (its plan, even "no changes", was made
+    with the outputs before). The plans a round made and did not apply are removed, so a later
+    ``apply --plan`` never applies a plan that was declined. The diffs are shown even with ``--quiet``.
     """
     if non_interactive or not sys.stdin.isatty():  # refused before planning: nobody could answer
         why = "--non-interactive never asks" if non_interactive else "there is no terminal to ask"
@@ -116,39 +123,54 @@ def apply_as_shown(repo: Repository, binary: TerraformBinary, stacks: list[Stack
     last: RunReport | None = None
     for _round in range(len(stacks) + 1):
         plan_options = dataclasses.replace(options, command="plan", save_plans=True, saved_plans=False)
-        _, planned = execute(repo, binary, plan_options, [by_path[p] for p in pending], quiet)
-        reporting.print_summary(planned, to_stderr=stdout_taken(len(pending), quiet))
-        last = planned
-        if reporting.exit_code(planned, False) != 0:
-            err("nothing more applied: the plan failed")
-            return _finish(planned, applied, json_report, reporting.exit_code(planned, False))
-        ready = [r.path for r in planned.results if r.status == "changes" and not r.mocked]
-        placeholders = [r.path for r in planned.results if r.mocked]
-        if not ready:
-            if placeholders:
-                err(f"nothing can be applied as planned: {len(placeholders)} stack(s) were planned with placeholder "
-                    "outputs (mock_outputs) of dependencies that are not applied yet; select those dependencies too")
+        runner, planned = execute(repo, binary, plan_options, [by_path[p] for p in pending], quiet=False)
+        try:
+            reporting.print_summary(planned, to_stderr=stdout_taken(len(pending), False))
+            last = planned
+            if reporting.exit_code(planned, False) != 0:
+                err("nothing more applied: the plan failed")
+                return _finish(planned, applied, json_report, reporting.exit_code(planned, False))
+            ready = [r.path for r in planned.results if r.status == "changes" and not r.mocked]
+            placeholders = [r.path for r in planned.results if r.mocked]
+            if not ready:
+                if placeholders:
+                    err(f"nothing can be applied as planned: {len(placeholders)} stack(s) were planned with "
+                        "placeholder outputs (mock_outputs) of dependencies that are not applied yet; select those "
+                        "dependencies too")
+                    return _finish(planned, applied, json_report, EXIT_ERROR)
+                (err if json_on_stdout() else out)("nothing to apply: the infrastructure matches the configuration")
+                return _finish(planned, applied, json_report, 0)
+            later = f" ({len(placeholders)} more, planned with placeholder outputs, come next)" if placeholders else ""
+            try:
+                ask(f"apply changes infrastructure in {len(ready)} stack(s)",
+                    f"Apply the {len(ready)} plan(s) shown above{later}?", "apply cancelled")
+            except (UsageError, EOFError):
+                done = f"; {len(applied)} stack(s) were applied in earlier rounds" if applied else ": nothing applied"
+                err(f"apply cancelled{done}")
                 return _finish(planned, applied, json_report, EXIT_ERROR)
-            (err if json_on_stdout() else out)("nothing to apply: the infrastructure matches the configuration")
-            return _finish(planned, applied, json_report, 0)
-        later = f" ({len(placeholders)} more, planned with placeholder outputs, come next)" if placeholders else ""
-        question = f"Apply the {len(ready)} plan(s) shown above{later}?"
-        ask(f"apply changes infrastructure in {len(ready)} stack(s)", question, "apply cancelled: nothing applied")
-        apply_options = dataclasses.replace(options, saved_plans=True, save_plans=False)
-        _, result = execute(repo, binary, apply_options, [by_path[p] for p in ready], quiet)
+            apply_options = dataclasses.replace(options, saved_plans=True, save_plans=False)
+            _, result = execute(repo, binary, apply_options, [by_path[p] for p in ready], quiet)
+        finally:
+            for path in pending:  # a plan shown and not applied (declined, failed, stale) must not stay
+                plan_file = runner.plan_dir / (path or "_root") / "plan.tfplan"
+                plan_file.unlink(missing_ok=True)
+                plan_file.with_suffix(".json").unlink(missing_ok=True)
         reporting.print_summary(result, to_stderr=stdout_taken(len(ready), quiet))
         last = result
-        stale = {r.path for r in result.results if r.status == "failed" and "saved plan" in r.detail
-                 and ("stale" in r.detail or "mock outputs" in r.detail)}
+        stale = {r.path for r in result.results if r.status == "failed" and "saved plan" in r.detail}
         skipped = {r.path for r in result.results if r.status == "skipped"}
-        applied.extend(r for r in result.results if r.path not in stale | skipped)
+        done_now = {r.path for r in result.results} - stale - skipped
+        applied.extend(r for r in result.results if r.path in done_now)
         if result.interrupted or any(r.status in ("failed", "interrupted") for r in applied):
             return _finish(result, applied, json_report, reporting.exit_code(result, False))
-        pending = sorted(stale | skipped | set(placeholders))
+        finished = {r.path for r in applied}
+        downstream = repo.graph.closure(done_now, dependents=True) & set(by_path)
+        pending = sorted((stale | skipped | set(placeholders) | downstream) - finished)
         if not pending:
             return _finish(result, applied, json_report, 0)
-        err(f"{len(pending)} stack(s) must be planned again before they can be applied: their code or inputs "
-            "changed since they were shown, or they were planned with placeholder outputs")
+        err(f"{len(pending)} stack(s) are planned again before anything more is applied: their code or inputs "
+            "changed since they were shown, a dependency was just applied, or they were planned with placeholder "
+            "outputs")
     assert last is not None
     return _finish(last, applied, json_report, EXIT_ERROR)
 
@@ -172,7 +194,7 @@ def stdout_taken(count: int, quiet: bool) -> bool:
     return passthrough(count, quiet) or json_on_stdout()
 
 
-def choose_display(count: int, quiet: bool) -> Display:
+def choose_display(count: int, quiet: bool, command: str = "plan") -> Display:
     """One stack: terraform's own output; many on a terminal: the live view with each diff once finished;
     otherwise (CI, pipes) prefixed whole lines. ``--quiet`` and STRATA_NO_LIVE keep the prefixed lines.
     With the JSON report on stdout, terraform's output and the lines go to stderr."""
@@ -181,8 +203,9 @@ def choose_display(count: int, quiet: bool) -> Display:
         return Passthrough(stream)
     if quiet:
         return PrefixedLines(stream, quiet=True)
-    if sys.stderr.isatty() and not os.environ.get("STRATA_NO_LIVE"):
-        return LiveView(count, color=color_enabled(sys.stderr))
+    if sys.stderr.isatty() and (sys.stdout.isatty() or json_on_stdout()) and not os.environ.get("STRATA_NO_LIVE"):
+        # (stdout piped or redirected: the lines go there)
+        return LiveView(count, color=color_enabled(sys.stderr), everything=command == "run")
     return PrefixedLines(stream)
 
 

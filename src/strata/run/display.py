@@ -22,7 +22,18 @@ from strata.scheduler import Outcome
 _NOISE = re.compile(r"^\S.*: (Refreshing state\.\.\.|Reading\.\.\.|Read complete after |Still reading\.\.\.)")
 # What makes a stack's output worth printing once it finishes: a diff, an apply's result, an error.
 _WORTH_SHOWING = ("will perform the following actions", "Changes to Outputs:", "Objects have changed outside",
-                  "Apply complete!", "Destroy complete!", "Error: ")
+                  "Apply complete!", "Destroy complete!", "Error: ", "Warning: ")
+
+
+def write_line(stream: TextIO, text: str) -> bool:
+    """Write one line; False once the reader went away (``strata ... | head``): terraform goes on and its
+    state is saved, the rest of its output is in the log, and the stack is not failed for it."""
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except (BrokenPipeError, ValueError):
+        return False
+    return True
 
 
 class Display(Protocol):
@@ -54,8 +65,7 @@ class PrefixedLines:
 
     def _write(self, text: str) -> None:
         with self._lock:
-            self.stream.write(text + "\n")
-            self.stream.flush()
+            write_line(self.stream, text)
 
     def start(self, path: str) -> None:
         self._write(f"{path or '.'}: strata: started")
@@ -90,16 +100,14 @@ class Passthrough:
 
     def line(self, path: str, text: str) -> None:
         self._shown = True
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        write_line(self.stream, text)
 
     def init_line(self, path: str, text: str) -> None:
         self._init.append(text)
 
     def finish(self, path: str, outcome: Outcome) -> None:
         if outcome.status == "failed" and not self._shown and self._init:
-            self.stream.write("\n".join(shown_lines(self._init)) + "\n")
-            self.stream.flush()
+            write_line(self.stream, "\n".join(shown_lines(self._init)))
 
     def close(self) -> None:
         pass
@@ -109,11 +117,12 @@ class LiveView:
     """On a terminal: the running stacks with their elapsed time and how many wait or are done; each
     finished stack's diff or error, whole, above it."""
 
-    def __init__(self, total: int, *, color: bool = True) -> None:
+    def __init__(self, total: int, *, color: bool = True, everything: bool = False) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self.total = total
+        self.everything = everything  # `strata run`: whatever terraform printed is what was asked for
         self.running: dict[str, float] = {}
         self.finished: dict[str, Outcome] = {}
         self.output: dict[str, list[str]] = {}
@@ -164,9 +173,10 @@ class LiveView:
         if outcome.status == "failed" and not lines:
             lines = init
         color = {"ok": "green", "changes": "yellow", "skipped": "dim"}.get(outcome.status, "red")
-        if any(marker in line for line in lines for marker in _WORTH_SHOWING):
+        shown = shown_lines(lines)
+        if shown and (self.everything or any(marker in line for line in lines for marker in _WORTH_SHOWING)):
             self.console.rule(Text(f" {path or '.'} ", style="bold"), align="left")
-            self.console.print(Text.from_ansi("\n".join(shown_lines(lines))), soft_wrap=True)
+            self.console.print(Text.from_ansi("\n".join(shown)), soft_wrap=True)
         detail = f" ({outcome.detail})" if outcome.detail else ""
         self.console.print(Text.assemble((f"{outcome.status:>11}", color), f" {path or '.'} ",
                                          (f"{outcome.duration:.1f}s{detail}", "dim")))
