@@ -198,8 +198,9 @@ class Runner:
         if command == "apply" and self.options.saved_plans:
             self._saved_plan_meta(stack)  # refuse a missing or mocked plan before anything else
         if command not in NO_INPUTS:
-            if command != "run":  # `run -- output -json`: the user asked terraform for those values
-                self.outputs.learn_secrets(stack)  # its own state's secrets, older ones too: terraform may print them
+            # its own state's secrets, older ones too: terraform may print them (`run -- plan` of a dependent that
+            # still holds a rotated secret); `strata output --json` is the way to read them unredacted
+            self.outputs.learn_secrets(stack)
             inputs, mocked = self._inputs(stack)
             data["mocked"] = mocked
             env.update(_tf_vars(inputs, self.repo.root / stack.path))
