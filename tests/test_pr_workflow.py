@@ -61,6 +61,9 @@ def test_ls_changed_explains_and_reports_deleted_stacks(strata: Strata, tmp_path
     assert usage.code == 64
 
 
+NOT_IN_CI = {"GITHUB_ACTIONS": "", "GITLAB_CI": "", "TF_BUILD": ""}  # the commit comes from git here
+
+
 def test_plan_changed_writes_a_summary_for_a_pull_request(strata: Strata, tf_111: str,
                                                           provider_mirror: dict[str, str], tmp_path: Path) -> None:
     repo = write_tree(tmp_path / "repo", {
@@ -69,21 +72,105 @@ def test_plan_changed_writes_a_summary_for_a_pull_request(strata: Strata, tf_111
         "dev/us-east-1/01-network/main.tf": 'resource "null_resource" "vpc" {}\n',
         "dev/us-east-1/02-app/strata.hcl": "stack {}\n",
         "dev/us-east-1/02-app/main.tf": 'resource "null_resource" "app" {}\n',
+        "staging/us-east-1/02-app/strata.hcl": "stack {}\n",
+        "staging/us-east-1/02-app/main.tf": 'resource "null_resource" "app" {\n  triggers = { v = "1" }\n}\n',
     })
-    env = {**provider_mirror, "STRATA_TERRAFORM": tf_111, "STRATA_NO_LIVE": "1"}
+    env = {**provider_mirror, **NOT_IN_CI, "STRATA_TERRAFORM": tf_111, "STRATA_NO_LIVE": "1"}
     assert strata("apply", "--yes", "-q", cwd=repo, env=env).code == 0
     git(repo, "init", "-q", "-b", "main")
     (repo / ".gitignore").write_text(".strata/\n.terraform/\n*.tfstate\nstrata_*\n.terraform.lock.hcl\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "base")
+    head = git(repo, "rev-parse", "HEAD").strip()
     (repo / "dev/us-east-1/02-app/main.tf").write_text('resource "null_resource" "app" {}\n'
                                                        'resource "null_resource" "worker" {}\n')
+    (repo / "staging/us-east-1/02-app/main.tf").write_text(
+        'resource "null_resource" "app" {\n  triggers = { v = "2" }\n}\n')
     summary = tmp_path / "plan.md"
-    result = strata("plan", "--changed", "--detailed-exitcode", "-q", "--summary-md", str(summary), cwd=repo, env=env)
+    reports = tmp_path / "reports"
+    result = strata("plan", "--changed", "--detailed-exitcode", "-q", "--summary-md", str(summary),
+                    "--terraform-report", str(reports), cwd=repo, env=env)
     assert result.code == 2, result.output
     assert "dev/us-east-1/01-network" not in result.stdout  # not affected by the change
     text = summary.read_text()
-    assert "dev/us-east-1/02-app" in text and "null_resource.worker" in text and "1 to add" in text
+    assert f"Commit `{head[:7]}`" in text
+    assert "**Next step:** Merge to apply.\n" in text  # nothing protected here (see the next test)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "Stack" not in line]
+    assert rows == ["| ⚠️ `staging/us-east-1/02-app` | 1 | 0 | 1 | 1 | — | changed: main.tf |",
+                    "| `dev/us-east-1/02-app` | 1 | 0 | 0 | 0 | — | changed: main.tf |"]
+    assert "**replace** (1): `null_resource.app`" in text and "**Create** (1): `null_resource.worker`" in text
+    # no runner paths: not the checkout, not the temporary folders, not terraform's command line
+    for path in (str(repo), str(tmp_path), "/tmp", "-out=", tf_111, "$ "):
+        assert path not in text, path
+    assert {p.name: json.loads(p.read_text()) for p in reports.iterdir()} == {
+        "dev__us-east-1__02-app.json": {"create": 1, "update": 0, "delete": 0},
+        "staging__us-east-1__02-app.json": {"create": 1, "update": 0, "delete": 1}}
+
+    azure = tmp_path / "azure.md"
+    result = strata("plan", "--changed", "-q", "--summary-md", str(azure), "--summary-format", "azure",
+                    "--include-dependencies", cwd=repo, env=env)
+    assert result.code == 0, result.output
+    text = azure.read_text()
+    assert "[!CAUTION]" not in text and "> ⚠️ **1 resource will be destroyed or replaced**" in text
+    bad = strata("plan", "--summary-md", str(azure), "--summary-format", "bitbucket", cwd=repo, env=env)
+    assert bad.code != 0 and "bitbucket" in bad.stderr
+    (tmp_path / "a-file").write_text("")
+    bad = strata("plan", "--terraform-report", str(tmp_path / "a-file"), cwd=repo, env=env)
+    assert bad.code != 0 and "a-file" in bad.stderr
+    # refused before anything is planned, not after
+    for option, target in (("--terraform-report", "/dev/null/reports"), ("--summary-md", "/dev/null/x/plan.md")):
+        bad = strata("plan", option, target, cwd=repo, env=env)
+        assert bad.code == 1 and f"{option}: cannot write into /dev/null" in bad.stderr, bad.output
+        assert "strata: started" not in bad.output
+
+
+def test_summary_next_step_names_the_protected_environments(tmp_path: Path) -> None:
+    """Protected environments as strata.ci.settings tells them (a real repository's settings), named in the
+    next step when they have changes. (A plan of a protected environment needs an encrypted backend, so this
+    reads the repository and renders, without terraform.)"""
+    from strata.commands.run import protected_environments
+    from strata.run.summary import StackPlan, render
+    from strata.workspace import Workspace
+
+    root = write_tree(tmp_path / "repo", {
+        "strata.hcl": 'strata {\n  production_environments = ["production", "staging"]\n}\n',
+        **{f"{env}/us-east-1/app/strata.hcl": "stack {}\n" for env in ("dev", "staging", "production")}})
+    repo = Workspace(cwd=root).repository()
+    protected = protected_environments(repo)
+    assert protected == {"production", "staging"}
+    change = {"resource_changes": [{"address": "x.y", "change": {"actions": ["create"]}}]}
+    plans = [StackPlan(path, "changes", change, "", environment=repo.stacks[path].environment)
+             for path in sorted(repo.stacks)]
+    [comment] = render(plans, protected=protected)
+    assert "**Next step:** Merge to apply. `production` and `staging` wait for an approval." in comment
+
+
+def test_summary_names_the_commit_under_review(tmp_path: Path) -> None:
+    """A pull request's head commit, not the merge commit CI checks out; git's HEAD outside CI."""
+    from strata.ci.commit import reviewed_commit
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "one")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    merge, pr_head = "a" * 40, "b" * 40
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"head": {"sha": pr_head}}}))
+    assert reviewed_commit(repo, {}) == head
+    github = {"GITHUB_ACTIONS": "true", "GITHUB_SHA": merge}
+    assert reviewed_commit(repo, {**github, "GITHUB_EVENT_PATH": str(event)}) == pr_head
+    event.write_text("{not json")
+    assert reviewed_commit(repo, {**github, "GITHUB_EVENT_PATH": str(event)}) == merge  # a push: GITHUB_SHA
+    assert reviewed_commit(repo, {**github, "GITHUB_EVENT_PATH": str(tmp_path / "missing")}) == merge
+    gitlab = {"GITLAB_CI": "true", "CI_COMMIT_SHA": merge}
+    assert reviewed_commit(repo, gitlab) == merge
+    assert reviewed_commit(repo, {**gitlab, "CI_MERGE_REQUEST_SOURCE_BRANCH_SHA": pr_head}) == pr_head
+    azure = {"TF_BUILD": "True", "BUILD_SOURCEVERSION": merge}
+    assert reviewed_commit(repo, azure) == merge
+    assert reviewed_commit(repo, {**azure, "SYSTEM_PULLREQUEST_SOURCECOMMITID": pr_head.upper()}) == pr_head
+    assert reviewed_commit(repo, {"GITHUB_ACTIONS": "true", "GITHUB_SHA": "$(rm -rf /)"}) == head  # not a SHA
+    assert reviewed_commit(tmp_path / "not-a-repo-at-all", {}) is None
 
 
 def test_ci_generate_writes_marked_files_and_refuses_hand_written_ones(strata: Strata, tmp_path: Path) -> None:

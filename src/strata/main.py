@@ -429,12 +429,18 @@ def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None =
 @click.option("--summary-md", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also write the plan as Markdown for a pull-request comment (FILE-2.md... when longer than one "
                    "comment); sensitive values are never printed.")
+@click.option("--summary-format", type=click.Choice(["github", "gitlab", "azure"]), default="github",
+              show_default=True, help="The platform the --summary-md comment is posted on (its Markdown flavour).")
+@click.option("--terraform-report", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Also write one GitLab Terraform report per stack (artifacts:reports:terraform: counts only) "
+                   "into DIR.")
 @click.pass_obj
 def plan_command(ws: Any, /, detailed_exitcode: bool, save_plans: bool, summary_md: Path | None,
-                 **kwargs: Any) -> int:
+                 summary_format: str, terraform_report: Path | None, **kwargs: Any) -> int:
     """Plan the selected stacks in dependency order."""
-    return _run(ws, "plan", kwargs, detailed_exitcode=detailed_exitcode, save_plans=save_plans or bool(summary_md),
-                summary_md=summary_md)
+    return _run(ws, "plan", kwargs, detailed_exitcode=detailed_exitcode,
+                save_plans=save_plans or bool(summary_md) or bool(terraform_report), summary_md=summary_md,
+                summary_format=summary_format, terraform_report=terraform_report)
 
 
 @cli.command("apply", cls=_SplitAtDashes)

@@ -7,10 +7,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from strata import generate as gen
 from strata.atomic import PUBLIC, write_atomic
-from strata.errors import EXIT_ERROR, ProblemsFound, UsageError
+from strata.errors import EXIT_ERROR, ProblemsFound, StrataError, UsageError
 from strata.model.repository import Repository
 from strata.model.selection import Selection, select
 from strata.model.stack import Stack
@@ -22,6 +23,9 @@ from strata.run.engine import Runner, RunOptions, RunReport, StackResult
 from strata.terraform.binary import TerraformBinary
 from strata.validate import validate
 from strata.workspace import Workspace
+
+if TYPE_CHECKING:
+    from strata.run.summary import StackPlan
 
 
 def prepare(ws: Workspace, repo: Repository, stacks: list[Stack], terraform_args: Sequence[str] = ()) -> None:
@@ -51,7 +55,8 @@ def confirm(command: str, stacks: list[Stack], yes: bool) -> None:
 def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dependencies: bool = False,
         include_dependents: bool = False, yes: bool = False, detailed_exitcode: bool = False,
         json_report: bool = False, quiet: bool = False, bootstrap: bool = False,
-        summary_md: Path | None = None, non_interactive: bool = False) -> int:
+        summary_md: Path | None = None, summary_format: str = "github", terraform_report: Path | None = None,
+        non_interactive: bool = False) -> int:
     repo = ws.repository()
     repo.require_valid()
     stacks = select(repo, selection, ws.cwd, dependencies=include_dependencies, dependents=include_dependents)
@@ -61,6 +66,10 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
     from strata.migrate.journal import refuse_if_interrupted
 
     refuse_if_interrupted(repo.root, {s.path for s in stacks})
+    if summary_md is not None:
+        writable_folder(summary_md.parent, "--summary-md")  # before the plan, not after it
+    if terraform_report is not None:
+        writable_folder(terraform_report, "--terraform-report")
     binary = ws.terraform()
     prepare(ws, repo, stacks, options.terraform_args)
     if bootstrap:
@@ -82,8 +91,13 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
     runner, result = execute(repo, binary, options, stacks, quiet)
     code = reporting.exit_code(result, detailed_exitcode)
     reporting.print_summary(result, to_stderr=stdout_taken(len(stacks), quiet))
-    if summary_md is not None:
-        write_summary(runner, result, summary_md)
+    if summary_md is not None or terraform_report is not None:
+        why = why_affected(repo, selection, stacks, ws.cwd, widened=include_dependencies or include_dependents)
+        plans = stack_plans(runner, result, why)
+        if summary_md is not None:
+            write_summary(runner, plans, summary_md, flavour=summary_format)
+        if terraform_report is not None:
+            write_terraform_reports(plans, terraform_report)
     if json_report:
         reporting.print_report(result, code)
     return code
@@ -209,14 +223,39 @@ def choose_display(count: int, quiet: bool, command: str = "plan") -> Display:
     return PrefixedLines(stream)
 
 
-def write_summary(runner: Runner, result: RunReport, target: Path) -> list[Path]:
-    """The plan as Markdown for a pull-request comment (several files when it exceeds one comment)."""
+def why_affected(repo: Repository, selection: Selection, stacks: list[Stack], cwd: Path, *,
+                 widened: bool) -> dict[str, str]:
+    """Why each stack is in the run, for the summary's table: with ``--changed`` the reasons ``strata ls
+    --changed --explain`` gives, else "selected"; stacks ``--include-dependencies``/``--include-dependents``
+    brought in say so."""
+    from strata.run.summary import why_text
+
+    changes = selection.change_set
+    picked = {s.path for s in selection.apply(repo, cwd)} if widened else {s.path for s in stacks}
+    dependencies = repo.graph.closure(picked, dependencies=True)
+    why = {}
+    for stack in stacks:
+        if changes is not None and stack.path in changes.affected:
+            why[stack.path] = why_text(stack.path, changes.affected[stack.path].reasons)
+        elif stack.path in picked:
+            why[stack.path] = "selected"
+        elif stack.path in dependencies:
+            why[stack.path] = "a selected stack depends on it (--include-dependencies)"
+        else:
+            why[stack.path] = "depends on a selected stack (--include-dependents)"
+    return why
+
+
+def stack_plans(runner: Runner, result: RunReport, why: dict[str, str]) -> list[StackPlan]:
+    """Each planned stack's plan JSON (``terraform show -json``) and plan text (its log, without strata's
+    ``$ terraform ...`` command lines, which name the runner's paths)."""
     import json
     import re
     import subprocess
 
-    from strata.run.summary import StackPlan, render
+    from strata.run.summary import StackPlan
 
+    echo = re.compile(r"(?m)^\$ " + re.escape(str(runner.binary.path)) + r"(?: .*)?\n?")
     plans = []
     for stack_result in result.results:
         stack_dir = runner.repo.root / stack_result.path
@@ -232,13 +271,79 @@ def write_summary(runner: Runner, result: RunReport, target: Path) -> list[Path]
         marker = text.rfind("Terraform has been successfully initialized")
         if marker >= 0:
             text = text[text.find("\n", marker) + 1:]
-        text = re.sub(r"\x1b\[[0-9;]*m", "", text)
-        plans.append(StackPlan(stack_result.path, stack_result.status, plan_json, text, stack_result.detail))
-    parts = render(plans, secrets=runner.secrets.values)
+        text = echo.sub("", re.sub(r"\x1b\[[0-9;]*m", "", text))
+        stack = runner.repo.stacks.get(stack_result.path)
+        plans.append(StackPlan(stack_result.path, stack_result.status, plan_json, text, stack_result.detail,
+                               why=why.get(stack_result.path), environment=stack.environment if stack else None))
+    return plans
+
+
+# folders CI systems name in variables: the checkout, the runner's temporary and work folders
+CI_FOLDERS = ("GITHUB_WORKSPACE", "RUNNER_TEMP", "RUNNER_TOOL_CACHE", "CI_PROJECT_DIR", "CI_BUILDS_DIR",
+              "BUILD_SOURCESDIRECTORY", "AGENT_BUILDDIRECTORY", "AGENT_TEMPDIRECTORY", "AGENT_TOOLSDIRECTORY",
+              "PIPELINE_WORKSPACE")
+
+
+def hidden_paths(root: Path) -> dict[str, str]:
+    """The absolute paths of this machine a summary must not show, and what it shows instead: the repository
+    (relative paths), the CI system's folders (``$GITHUB_WORKSPACE``...), the temporary and home folders."""
+    import tempfile
+
+    paths: dict[str, str] = {}
+    home = os.path.expanduser("~")
+    if home not in ("/", "~", ""):
+        paths[home] = "~"
+    for folder, shown in ((tempfile.gettempdir(), "$TMPDIR"), *((os.environ.get(v, ""), f"${v}") for v in CI_FOLDERS)):
+        if folder.startswith("/") and folder.rstrip("/"):
+            paths[folder] = paths[os.path.realpath(folder)] = shown
+    paths[str(root)] = paths[os.path.realpath(root)] = "."
+    return paths
+
+
+def writable_folder(folder: Path, option: str) -> None:
+    """``folder`` exists (made if need be) and is a folder, or a clear error."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StrataError(f"{option}: cannot write into {folder}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StrataError(f"{option}: cannot write into {folder}: permission denied")
+
+
+def protected_environments(repo: Repository) -> set[str]:
+    """The environments whose apply waits for an approval (the summary's next step names them)."""
+    from strata.ci.settings import environments, is_protected
+
+    return {env for env in environments(repo) if is_protected(repo, env)}
+
+
+def write_summary(runner: Runner, plans: list[StackPlan], target: Path, *, flavour: str = "github") -> list[Path]:
+    """The plan as Markdown for a pull-request comment (several files when it exceeds one comment)."""
+    from strata.ci.commit import reviewed_commit
+    from strata.run.summary import render
+
+    repo = runner.repo
+    parts = render(plans, secrets=runner.secrets.values, flavour=flavour, commit=reviewed_commit(repo.root),
+                   protected=protected_environments(repo), hide_paths=hidden_paths(repo.root))
     written = []
     for n, part in enumerate(parts, start=1):
         path = target if n == 1 else target.with_name(f"{target.stem}-{n}{target.suffix}")
-        write_atomic(path, part.encode("utf-8"), mode=PUBLIC)  # redacted: meant to be posted
+        try:
+            write_atomic(path, part.encode("utf-8"), mode=PUBLIC)  # redacted: meant to be posted
+        except OSError as exc:
+            raise StrataError(f"--summary-md: cannot write {path}: {exc.strerror or exc}") from None
         written.append(path)
     err(f"plan summary: {', '.join(str(p) for p in written)}")
+    return written
+
+
+def write_terraform_reports(plans: list[StackPlan], folder: Path) -> list[Path]:
+    """GitLab Terraform reports (counts only), one per stack with a plan."""
+    from strata.run import terraform_report
+
+    try:
+        written = terraform_report.write({p.stack: p.plan_json for p in plans if p.plan_json is not None}, folder)
+    except OSError as exc:
+        raise StrataError(f"--terraform-report: cannot write into {folder}: {exc.strerror or exc}") from None
+    err(f"terraform reports: {len(written)} in {folder}")
     return written

@@ -1,42 +1,58 @@
 """Markdown plan summaries for pull-request comments (`strata plan --summary-md FILE`).
 
 ``render(plans)`` turns the plans of several stacks into one or more Markdown documents, each at most
-``LIMIT`` characters (GitHub's comment limit): a warning listing every destroy and replacement across all
-stacks first, then failed stacks, then one section per stack with changes (add / change / destroy counts,
-resource addresses grouped by action, the full plan text in a collapsed ``<details>`` block), then the stacks
-without changes, compactly. Longer output is split at stack boundaries into "part N of M" comments; a single
-stack too long for one comment gets its plan text (and, if need be, its address lists) truncated with a note.
+``LIMIT`` characters (GitHub's comment limit), laid out for a reviewer who reads for ten seconds:
 
-Sensitive values are never printed. The per-resource summary is built from addresses and actions only; the
+1. a header: the commit reviewed, the totals and the next step ("Merge to apply. `production` waits for an
+   approval.");
+2. a table, one row per stack: add / change / destroy / replace counts (terraform's: a replacement counts as
+   one add and one destroy too), the policy result and why the stack is affected;
+3. every destroy and replacement, once, one compact line per stack;
+4. failed stacks, their error visible;
+5. one section per stack with changes: failed policy checks visible, the rest of its changes and its plan
+   text collapsed in ``<details>``; skipped stacks last.
+
+Longer output is split at stack boundaries into "part N of M" comments, each with the header; a single stack
+too long for one comment gets its plan text (and, if need be, its address lists) truncated with a note.
+
+Flavours (``flavour=``): ``github`` marks destroys with a GitHub alert (``> [!CAUTION]``); ``gitlab`` and
+``azure`` use a plain blockquote, which GitLab MR notes and Azure DevOps PR comments render. All three render
+tables, ``<details>`` and Unicode emoji; nothing else differs.
+
+Sensitive values are never printed. The per-resource lists are built from addresses and actions only; the
 plan text and failure details are scrubbed of every value the plan JSON marks sensitive (resource attributes
 through ``before_sensitive``/``after_sensitive`` masks, sensitive outputs, variables declared ``sensitive``),
 collected across *all* stacks, since a sensitive output of one stack can reach another as an input, plus
 the sensitive outputs of every dependency the run read (``render(..., secrets=)``), planned or not.
-Output depends only on the input: stacks are ordered by name, never by completion time.
+Absolute paths of the machine that ran the plan (``hide_paths=``: the checkout, the temporary folder) are
+replaced with relative or neutral forms. Free text (reasons, policy names) is escaped; names are code spans.
+Output depends only on the input: stacks are ordered by status, then name, never by completion time.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from strata.run.redact import MIN_SECRET_LENGTH, REDACTED, Redactor, Secret, leaves
 
-__all__ = ["LIMIT", "REDACTED", "Redactor", "StackPlan", "render", "sensitive_values"]
+__all__ = ["FLAVOURS", "LIMIT", "REDACTED", "Redactor", "StackPlan", "render", "sensitive_values", "why_text"]
 
 LIMIT = 65536
+FLAVOURS = ("github", "gitlab", "azure")
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
-# action groups, in the order they are listed in a stack's section (destructive first)
-GROUPS = ("destroy", "replace", "create", "update", "forget", "import", "move")
+# action groups listed in a stack's section (destroy and replace are listed once, above every section)
+GROUPS = ("create", "update", "forget", "import", "move")
 GROUP_TITLES = {
-    "destroy": "Destroy", "replace": "Replace", "create": "Create", "update": "Update in place",
+    "destroy": "destroy", "replace": "replace", "create": "Create", "update": "Update in place",
     "forget": "Forget (removed from state, not destroyed)", "import": "Import", "move": "Move",
 }
+POLICY_STATUSES = ("passed", "failed", "skipped", "error", "overridden")
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,12 @@ class StackPlan:
     plan_json: dict[str, Any] | None  # `terraform show -json <planfile>` (None when failed/skipped)
     plan_text: str  # the human plan text; ANSI escapes are removed here anyway
     detail: str = ""
+    why: str | None = None  # why the stack is in the run (`ls --changed --explain`'s reasons, or "selected")
+    # the policy check: {"status": "passed"|"failed"|"skipped"|"error"|"overridden",
+    #  "failed": [{"id": str, "name": str, "resource": str, "severity": str | None}], "reason": str | None};
+    # None: no policy ran
+    policy: dict[str, Any] | None = None
+    environment: str | None = None  # for the next step: a protected environment waits for an approval
 
 
 @dataclass
@@ -57,6 +79,7 @@ class _Stack:
     add: int = 0
     change: int = 0
     destroy: int = 0
+    replace: int = 0
     outputs: list[tuple[str, str]] = field(default_factory=list)  # (name, action)
     counted: bool = False  # counts come from plan JSON
 
@@ -64,10 +87,22 @@ class _Stack:
     def destructive(self) -> bool:
         return bool(self.groups.get("destroy") or self.groups.get("replace"))
 
+    @property
+    def policy_failed(self) -> bool:
+        policy = self.plan.policy
+        return isinstance(policy, dict) and policy.get("status") == "failed"
+
     def counts(self) -> str:
         if not self.counted:
             return "counts unknown (no plan JSON)"
         return f"{self.add} to add, {self.change} to change, {self.destroy} to destroy"
+
+    def rank(self) -> tuple[int, str]:
+        """Table order: what needs attention first."""
+        status = self.plan.status
+        order = (0 if status == "failed" else 1 if self.policy_failed else 2 if self.destructive
+                 else 3 if status == "changes" else 4 if status == "ok" else 5)
+        return order, self.plan.stack
 
 
 # -- sensitive values -------------------------------------------------------------------------------------
@@ -154,6 +189,7 @@ def _analyse(plan: StackPlan) -> _Stack:
             group = "replace"
             stack.add += 1
             stack.destroy += 1
+            stack.replace += 1
         elif actions == ("create",):
             group, stack.add = "create", stack.add + 1
         elif actions == ("delete",):
@@ -170,7 +206,7 @@ def _analyse(plan: StackPlan) -> _Stack:
             groups.setdefault("import", []).append(address)
         elif rc.get("previous_address") and rc.get("previous_address") != address:
             groups.setdefault("move", []).append(f"{rc['previous_address']} → {address}")
-    stack.groups = {g: sorted(groups[g]) for g in GROUPS if g in groups}
+    stack.groups = {g: sorted(groups[g]) for g in ("destroy", "replace", *GROUPS) if g in groups}
     for name, change in sorted((data.get("output_changes") or {}).items()):
         actions = tuple((change or {}).get("actions") or ())
         kind = {("create",): "add", ("delete",): "remove", ("update",): "change"}.get(actions)
@@ -179,14 +215,56 @@ def _analyse(plan: StackPlan) -> _Stack:
     return stack
 
 
+def why_text(stack: str, reasons: Sequence[str]) -> str:
+    """``ls --changed --explain``'s reasons for one stack, short enough for a table cell: reasons of one kind
+    on one line (``changed: main.tf, variables.tf``), files in the stack's own folder by their relative name."""
+    kinds: dict[str, list[str]] = {}
+    for reason in reasons:
+        if ": " in reason:
+            kind, value = reason.split(": ", 1)
+        elif reason.startswith("depends on affected "):
+            kind, value = "depends on affected", reason[len("depends on affected "):]
+        else:
+            kind, value = reason, ""
+        if stack and value.startswith(stack + "/"):
+            value = value[len(stack) + 1:]
+        values = kinds.setdefault(kind, [])
+        if value:
+            values.append(value)
+    parts = []
+    for kind, values in kinds.items():
+        shown = ", ".join(values[:3]) + (f" (+{len(values) - 3} more)" if len(values) > 3 else "")
+        sep = " " if kind == "depends on affected" else ": "
+        parts.append(f"{kind}{sep}{shown}" if shown else kind)
+    return "; ".join(parts)
+
+
 # -- Markdown helpers -------------------------------------------------------------------------------------
+
+_ESCAPED = re.compile(r"([\\`*_\[\]<>|$~@#!%&{}])")
+
+
+def _text(text: str, limit: int = 0) -> str:
+    """Free text as Markdown that renders as itself: one line, every character that could start markup
+    (emphasis, links, HTML, table cells, math in Azure DevOps, references in GitLab) backslash-escaped."""
+    text = " ".join(text.split())
+    if limit and len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return _ESCAPED.sub(r"\\\1", text)
+
 
 def _code(text: str) -> str:
     """Inline code that survives backticks in the text."""
+    text = " ".join(text.split("\n"))
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     ticks = "`" * (longest + 1)
-    pad = " " if longest else ""
+    pad = " " if longest or text.startswith(" ") or text.endswith(" ") else ""
     return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _cell_code(text: str) -> str:
+    """A code span in a table cell: a pipe ends the cell even inside a code span unless escaped."""
+    return _code(text).replace("|", "\\|")
 
 
 def _fence(text: str, info: str = "") -> list[str]:
@@ -218,90 +296,203 @@ def _truncate_lines(text: str, budget: int) -> tuple[str, int, int]:
     return "\n".join(kept), len(kept), len(lines)
 
 
+class _Scrub:
+    """Redaction of secrets, then the machine's absolute paths replaced (longest first, whole path parts)."""
+
+    def __init__(self, redact: Redactor, hide_paths: Mapping[str, str]) -> None:
+        self.redact = redact
+        self.paths = [(re.compile(re.escape(p.rstrip("/")) + r"(?![A-Za-z0-9_.~+-])"), shown)
+                      for p, shown in sorted(hide_paths.items(), key=lambda kv: -len(kv[0])) if p.rstrip("/")]
+
+    def __call__(self, text: str) -> str:
+        text = self.redact(text)
+        for pattern, shown in self.paths:
+            text = pattern.sub(shown.replace("\\", "\\\\"), text)
+        return text
+
+
 # -- sections ---------------------------------------------------------------------------------------------
 
-def _warning(stacks: list[_Stack], budget: int) -> str:
-    items = [(s.plan.stack, g, a) for s in stacks for g in ("destroy", "replace") for a in s.groups.get(g, [])]
-    if not items:
+TABLE_HEAD = ("| Stack | Add | Change | Destroy | Replace | Policy | Why affected |\n"
+              "|:--|--:|--:|--:|--:|:--|:--|\n")
+
+
+def _name(stack: _Stack) -> str:
+    return stack.plan.stack or "."
+
+
+def _icon(stack: _Stack) -> str:
+    if stack.plan.status == "failed":
+        return "❌ "
+    if stack.destructive:
+        return "⚠️ "
+    if stack.plan.status == "skipped":
+        return "⏭️ "
+    return ""
+
+
+def _policy_result(policy: Any, scrub: _Scrub) -> str:
+    """The policy check in a few words: ``✅ passed``, ``❌ 2 failed``, ``⏭️ skipped: reason``; ``—`` for none."""
+    if not isinstance(policy, dict):
+        return "—"
+    status = str(policy.get("status") or "unknown")
+    failed = [f for f in policy.get("failed") or [] if isinstance(f, dict)]
+    reason = policy.get("reason")
+    if status == "passed":
+        return "✅ passed"
+    if status == "failed":
+        return f"❌ {len(failed)} failed" if failed else "❌ failed"
+    icon = {"skipped": "⏭️ ", "error": "⚠️ ", "overridden": "⚠️ "}.get(status, "")
+    text = icon + _text(status, 40)
+    if reason:
+        text += ": " + _text(scrub(str(reason)), 100)
+    return text
+
+
+def _policy_lines(stack: _Stack, scrub: _Scrub, cap: int | None) -> list[str]:
+    """The failed checks of a stack, shown under it (never collapsed: they block the apply)."""
+    policy = stack.plan.policy
+    if not isinstance(policy, dict):
+        return []
+    failed = [f for f in policy.get("failed") or [] if isinstance(f, dict)]
+    if not failed and policy.get("status") not in ("error", "overridden"):
+        return []
+    lines = [f"**Policy:** {_policy_result(policy, scrub)}", ""]
+    listed = failed if cap is None else failed[:cap]
+    for check in listed:
+        severity = f" ({_text(str(check['severity']), 20)})" if check.get("severity") else ""
+        lines.append(f"- {_code(scrub(str(check.get('id') or '?')))} {_text(scrub(str(check.get('name') or '')), 200)}"
+                     f" — {_code(scrub(str(check.get('resource') or '?')))}{severity}")
+    if len(listed) < len(failed):
+        lines.append(f"- … and {len(failed) - len(listed)} more failed checks (list truncated to fit the comment)")
+    return lines + ([""] if listed else [])
+
+
+def _row(stack: _Stack, scrub: _Scrub) -> str:
+    numbers = (stack.add, stack.change, stack.destroy, stack.replace)
+    counts = [str(n) if stack.counted else "—" for n in numbers]
+    why = _text(scrub(stack.plan.why), 160) if stack.plan.why else "—"
+    cells = [_icon(stack) + _cell_code(_name(stack)), *counts, _policy_result(stack.plan.policy, scrub), why]
+    return "| " + " | ".join(cells) + " |\n"
+
+
+def _tables(stacks: list[_Stack], scrub: _Scrub, budget: int) -> list[str]:
+    """The stacks as table rows, as as many tables as needed to keep each within ``budget``."""
+    blocks: list[str] = []
+    rows: list[str] = []
+    used = len(TABLE_HEAD)
+    for stack in sorted(stacks, key=_Stack.rank):
+        row = _row(stack, scrub)
+        if rows and used + len(row) + 1 > budget:
+            blocks.append(TABLE_HEAD + "".join(rows) + "\n")
+            rows, used = [], len(TABLE_HEAD)
+        rows.append(row)
+        used += len(row)
+    if rows:
+        blocks.append(TABLE_HEAD + "".join(rows) + "\n")
+    return blocks
+
+
+def _destructive(stacks: list[_Stack], scrub: _Scrub, flavour: str, budget: int) -> str:
+    """Every destroy and replacement, once: one line per stack (a GitHub alert on github, a quote elsewhere)."""
+    hit = [s for s in sorted(stacks, key=_Stack.rank) if s.destructive]
+    if not hit:
         return ""
-    head = ["> [!CAUTION]",
-            f"> **{_plural(len(items), 'resource')} will be destroyed or replaced** — review before merging:",
-            ">"]
+    total = sum(len(s.groups.get("destroy", [])) + len(s.groups.get("replace", [])) for s in hit)
+    title = f"**{_plural(total, 'resource')} will be destroyed or replaced** — review before merging:"
+    head = ["> [!CAUTION]", f"> {title}", ">"] if flavour == "github" else [f"> ⚠️ {title}", ">"]
+
+    def line(stack: _Stack, cap: int | None) -> str:
+        parts = []
+        for group in ("destroy", "replace"):
+            addresses = stack.groups.get(group)
+            if not addresses:
+                continue
+            listed = addresses if cap is None else addresses[:cap]
+            more = len(addresses) - len(listed)
+            names = ", ".join(_code(scrub(a)) for a in listed)
+            if more:
+                names += (", " if names else "") + f"… {more} more in the plan below"
+            parts.append(f"**{group}** ({len(addresses)}): {names}")
+        return f"> - {_code(_name(stack))} — " + "; ".join(parts)
+
+    for cap in (None, 50, 20, 10, 5, 2, 0):
+        text = "\n".join(head + [line(s, cap) for s in hit]) + "\n\n"
+        if len(text) <= budget:
+            return text
     lines: list[str] = []
-    used = sum(len(x) + 1 for x in head) + 200
-    for n, (name, group, address) in enumerate(items):
-        line = f"> - **{group}** {_code(address)} in {_code(name)}"
-        if used + len(line) + 1 > budget:
-            lines.append(f"> - … and {len(items) - n} more: see the stack sections below")
+    used = sum(len(x) + 1 for x in head) + 100
+    for n, stack in enumerate(hit):
+        entry = line(stack, 0)
+        if used + len(entry) + 1 > budget:
+            lines.append(f"> - … and {len(hit) - n} more stacks: see their plans below")
             break
-        lines.append(line)
-        used += len(line) + 1
-    return "\n".join(head + lines) + "\n"
+        lines.append(entry)
+        used += len(entry) + 1
+    return "\n".join(head + lines) + "\n\n"
 
 
-def _stack_section(stack: _Stack, redact: Redactor, budget: int) -> str:
+def _stack_section(stack: _Stack, scrub: _Scrub, budget: int) -> str:
     """A stack's section, at most ``budget`` characters (plan text, then address lists, shortened to fit)."""
-    text = redact(_clean(stack.plan.plan_text))
-    full = _build_section(stack, redact, text, None, None)
+    text = scrub(_clean(stack.plan.plan_text))
+    full = _build_section(stack, scrub, text, None, None)
     if len(full) <= budget:
         return full
-    without = _build_section(stack, redact, "", 0, None)
+    without = _build_section(stack, scrub, "", 0, None)
     room = budget - len(without) - 400
     if room > 200:
         kept, shown, total = _truncate_lines(text, room)
-        return _build_section(stack, redact, kept, shown, total)
+        return _build_section(stack, scrub, kept, shown, total)
     # even the address lists are too long: cap them
     cap = 1000
     while cap > 0:
-        section = _build_section(stack, redact, "", 0, None, cap)
+        section = _build_section(stack, scrub, "", 0, None, cap)
         if len(section) <= budget:
             return section
         cap //= 2
-    return _build_section(stack, redact, "", 0, None, 0)[:budget]
+    return _build_section(stack, scrub, "", 0, None, 0)[:budget]
 
 
-def _build_section(stack: _Stack, redact: Redactor, text: str, shown: int | None, total: int | None,
+def _build_section(stack: _Stack, scrub: _Scrub, text: str, shown: int | None, total: int | None,
                    cap: int | None = None) -> str:
-    name = stack.plan.stack
-    icon = "⚠️ " if stack.destructive else ""
-    lines = [f"### {icon}{_code(name)}: {stack.counts()}", ""]
-    for group, addresses in stack.groups.items():
-        lines.append(f"**{GROUP_TITLES[group]}** ({len(addresses)}):")
+    """Heading and failed policy checks visible; the other changes and the plan text collapsed. Destroys and
+    replacements are not listed again: the list at the top has them."""
+    name = _name(stack)
+    lines = [f"### {_icon(stack)}{_code(name)}: {stack.counts()}", ""]
+    lines += _policy_lines(stack, scrub, cap)
+    inner: list[str] = []
+    for group in GROUPS:
+        addresses = stack.groups.get(group)
+        if not addresses:
+            continue
         listed = addresses if cap is None else addresses[:cap]
-        lines += [f"- {_code(redact(a))}" for a in listed]
-        if len(listed) < len(addresses):
-            lines.append(f"- … and {len(addresses) - len(listed)} more (list truncated to fit the comment)")
-        lines.append("")
+        more = "" if len(listed) == len(addresses) else f", … and {len(addresses) - len(listed)} more"
+        inner += [f"**{GROUP_TITLES[group]}** ({len(addresses)}): " + ", ".join(_code(scrub(a)) for a in listed)
+                  + more, ""]
     if stack.outputs:
         listed_outputs = stack.outputs if cap is None else stack.outputs[:cap]
-        lines.append("**Outputs:** " + ", ".join(f"{_code(redact(o))} ({k})" for o, k in listed_outputs)
-                     + ("" if len(listed_outputs) == len(stack.outputs) else ", …"))
-        lines.append("")
-    if not stack.groups and not stack.outputs and stack.counted:
-        lines += ["No resource changes in the plan JSON.", ""]
-    if shown is None:
-        summary = f"Plan output for {html.escape(name)}"
-    elif total is None:
-        summary = ""
+        inner += ["**Outputs:** " + ", ".join(f"{_code(scrub(o))} ({k})" for o, k in listed_outputs)
+                  + ("" if len(listed_outputs) == len(stack.outputs) else ", …"), ""]
+    if not stack.groups and not stack.outputs and stack.counted and stack.plan.status == "changes":
+        inner += ["No resource changes in the plan JSON.", ""]
+    if shown == 0 and total is None:
+        summary = f"Changes in {html.escape(name)}"
+        inner += ["*Plan output left out: the stack's change list alone fills the comment. "
+                  "The full plan is in the CI job log.*"]
     else:
-        summary = f"Plan output for {html.escape(name)} (truncated)"
-    if summary:
-        lines += ["<details>", f"<summary>{summary}</summary>", ""]
-        lines += _fence(text, "text")
+        summary = f"Plan output for {html.escape(name)}" + ("" if total is None else " (truncated)")
+        inner += _fence(text, "text")
         if total is not None:
-            lines += ["", f"*Plan output truncated to fit the comment: {shown} of {total} lines shown. "
+            inner += ["", f"*Plan output truncated to fit the comment: {shown} of {total} lines shown. "
                           "The full plan is in the CI job log.*"]
-        lines += ["", "</details>", ""]
-    else:
-        lines += ["*Plan output left out: the stack's change list alone fills the comment. "
-                  "The full plan is in the CI job log.*", ""]
+    lines += ["<details>", f"<summary>{summary}</summary>", "", *inner, "", "</details>", ""]
     return "\n".join(lines) + "\n"
 
 
-def _failed_section(stack: _Stack, redact: Redactor, budget: int) -> str:
-    name = stack.plan.stack
-    detail = redact(_clean(stack.plan.detail or "").strip()) or "(no detail)"
-    text = redact(_clean(stack.plan.plan_text).strip())
+def _failed_section(stack: _Stack, scrub: _Scrub, budget: int) -> str:
+    name = _name(stack)
+    detail = scrub(_clean(stack.plan.detail or "").strip()) or "(no detail)"
+    text = scrub(_clean(stack.plan.plan_text).strip())
     lines = [f"### ❌ {_code(name)}: plan failed", ""]
     lines += _fence(detail, "text")
     body = "\n".join(lines) + "\n"
@@ -341,7 +532,27 @@ def _compact(title: str, names: list[str], budget: int) -> list[str]:
 
 # -- render -----------------------------------------------------------------------------------------------
 
-def _header(title: str, part: int, parts: int, stacks: list[_Stack]) -> str:
+def _next_step(stacks: list[_Stack], protected: Collection[str]) -> str:
+    """What the reviewer does next, in one sentence or two."""
+    failed = [s for s in stacks if s.plan.status == "failed"]
+    if failed:
+        return f"Fix the failed {'stack' if len(failed) == 1 else 'stacks'} and push again."
+    if any(s.policy_failed for s in stacks):
+        return ("Fix the failed policy checks and push again (or apply with `--override-policy REASON`, "
+                "which is recorded).")
+    changed = [s for s in stacks if s.plan.status == "changes"]
+    if not changed:
+        return "Nothing to apply: merging changes no infrastructure."
+    waiting = sorted({env for s in changed if (env := s.plan.environment) and env in protected})
+    step = "Merge to apply."
+    if waiting:
+        names = [_code(e) for e in waiting]
+        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        step += f" {joined} {'waits' if len(names) == 1 else 'wait'} for an approval."
+    return step
+
+
+def _header(title: str, part: int, parts: int, stacks: list[_Stack], commit: str | None, step: str) -> str:
     counts: dict[str, int] = {}
     for s in stacks:
         counts[s.plan.status] = counts.get(s.plan.status, 0) + 1
@@ -351,45 +562,54 @@ def _header(title: str, part: int, parts: int, stacks: list[_Stack]) -> str:
     words = {"changes": "with changes", "ok": "without changes", "failed": "failed", "skipped": "skipped"}
     status = ", ".join(f"{counts[k]} {words[k]}" for k in ("failed", "changes", "ok", "skipped") if k in counts)
     others = sorted(set(counts) - set(words))
-    status = ", ".join([status] + [f"{counts[k]} {k}" for k in others] if others else [status])
-    lines = [f"## {title}" + (f" (part {part} of {parts})" if parts > 1 else ""), ""]
-    lines.append(f"**{_plural(len(stacks), 'stack')}**: {status or 'none'} · "
-                 f"**{add} to add, {change} to change, {destroy} to destroy**")
+    status = ", ".join([status] + [f"{counts[k]} {_text(k, 30)}" for k in others] if others else [status])
+    lines = [f"## {_text(title, 100)}" + (f" (part {part} of {parts})" if parts > 1 else ""), ""]
+    facts = [f"Commit {_code(commit)}"] if commit else []
+    facts += [f"**{_plural(len(stacks), 'stack')}**: {status or 'none'}",
+              f"**{add} to add, {change} to change, {destroy} to destroy**"]
+    lines += [" · ".join(facts), "", f"**Next step:** {step}"]
     return "\n".join(lines) + "\n\n"
 
 
 def render(plans: list[StackPlan], *, title: str = "strata plan", limit: int = LIMIT,
-           secrets: Iterable[Secret] = ()) -> list[str]:
+           secrets: Iterable[Secret] = (), flavour: str = "github", commit: str | None = None,
+           protected: Collection[str] = (), hide_paths: Mapping[str, str] | None = None) -> list[str]:
     """The Markdown comment(s) for these plans, each at most ``limit`` characters.
 
     ``secrets`` are sensitive values known from elsewhere: the run's dependency outputs marked sensitive,
-    which reach a stack as plain variables when its dependency was not planned too.
+    which reach a stack as plain variables when its dependency was not planned too. ``flavour`` is the
+    platform the comment is posted on (:data:`FLAVOURS`); ``commit`` the (short) commit reviewed;
+    ``protected`` the environments whose apply waits for an approval; ``hide_paths`` maps absolute paths of
+    this machine to what is shown instead.
     """
+    if flavour not in FLAVOURS:
+        raise ValueError(f"unknown summary flavour {flavour!r}: one of {', '.join(FLAVOURS)}")
     redact = Redactor(set(secrets).union(*(sensitive_values(p.plan_json) for p in plans)))
+    scrub = _Scrub(redact, hide_paths or {})
+    commit = commit[:7] if commit and re.fullmatch(r"[0-9a-fA-F]{7,64}", commit) else None
     stacks = sorted((_analyse(p) for p in plans), key=lambda s: s.plan.stack)
-    header_room = len(_header(title, 999999, 999999, stacks)) + 16
+    step = _next_step(stacks, protected)
+    header_room = len(_header(title, 999999, 999999, stacks, commit, step)) + 16
     budget = limit - header_room
     if budget < 1000:
         raise ValueError(f"limit {limit} leaves no room for a summary")
 
-    blocks: list[str] = []
-    warning = _warning(stacks, budget // 2)
+    blocks: list[str] = _tables(stacks, scrub, budget) if stacks else ["No stacks were planned.\n"]
+    warning = _destructive(stacks, scrub, flavour, budget // 2)
     if warning:
-        blocks.append(warning + "\n")
-    for s in stacks:
+        blocks.append(warning)
+    ranked = sorted(stacks, key=_Stack.rank)
+    for s in ranked:
         if s.plan.status == "failed":
-            blocks.append(_failed_section(s, redact, budget))
-    changed = [s for s in stacks if s.plan.status == "changes"]
-    for s in sorted(changed, key=lambda s: (not s.destructive, s.plan.stack)):
-        blocks.append(_stack_section(s, redact, budget))
-    blocks += _compact("No changes", [s.plan.stack for s in stacks if s.plan.status == "ok"], budget)
-    blocks += _compact("Skipped", [s.plan.stack + (f" ({redact(s.plan.detail)})" if s.plan.detail else "")
+            blocks.append(_failed_section(s, scrub, budget))
+    for s in ranked:
+        if s.plan.status == "changes" or (s.plan.status == "ok" and _policy_lines(s, scrub, 0)):
+            blocks.append(_stack_section(s, scrub, budget))
+    blocks += _compact("Skipped", [_name(s) + (f" ({scrub(s.plan.detail)})" if s.plan.detail else "")
                                    for s in stacks if s.plan.status == "skipped"], budget)
     known = {"ok", "changes", "failed", "skipped"}
-    blocks += _compact("Other", [f"{s.plan.stack} ({s.plan.status})" for s in stacks if s.plan.status not in known],
+    blocks += _compact("Other", [f"{_name(s)} ({s.plan.status})" for s in stacks if s.plan.status not in known],
                        budget)
-    if not blocks:
-        blocks.append("No stacks were planned.\n")
 
     parts: list[list[str]] = [[]]
     used = 0
@@ -402,6 +622,6 @@ def render(plans: list[StackPlan], *, title: str = "strata plan", limit: int = L
     total = len(parts)
     comments = []
     for n, part in enumerate(parts, 1):
-        body = _header(title, n, total, stacks) + "".join(part)
+        body = _header(title, n, total, stacks, commit, step) + "".join(part)
         comments.append(body.rstrip("\n") + "\n")
     return comments
