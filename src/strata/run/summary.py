@@ -376,21 +376,27 @@ def _row(stack: _Stack, scrub: _Scrub) -> str:
     return "| " + " | ".join(cells) + " |\n"
 
 
+def _blocks(items: Iterable[str], budget: int, head: str, next_head: str | None = None) -> list[str]:
+    """``items`` (whole lines) under ``head``, as as many blocks as needed to keep each within ``budget``;
+    the blocks after the first start with ``next_head`` (default: ``head`` again)."""
+    blocks: list[str] = []
+    current: list[str] = []
+    used = len(head)
+    for item in items:
+        if current and used + len(item) > budget:
+            blocks.append(head + "".join(current) + "\n")
+            head = next_head or head
+            current, used = [], len(head)
+        current.append(item)
+        used += len(item)
+    if current:
+        blocks.append(head + "".join(current) + "\n")
+    return blocks
+
+
 def _tables(stacks: list[_Stack], scrub: _Scrub, budget: int) -> list[str]:
     """The stacks as table rows, as as many tables as needed to keep each within ``budget``."""
-    blocks: list[str] = []
-    rows: list[str] = []
-    used = len(TABLE_HEAD)
-    for stack in sorted(stacks, key=_Stack.rank):
-        row = _row(stack, scrub)
-        if rows and used + len(row) + 1 > budget:
-            blocks.append(TABLE_HEAD + "".join(rows) + "\n")
-            rows, used = [], len(TABLE_HEAD)
-        rows.append(row)
-        used += len(row)
-    if rows:
-        blocks.append(TABLE_HEAD + "".join(rows) + "\n")
-    return blocks
+    return _blocks((_row(s, scrub) for s in sorted(stacks, key=_Stack.rank)), budget, TABLE_HEAD)
 
 
 def _destructive(stacks: list[_Stack], scrub: _Scrub, flavour: str, budget: int) -> str:
@@ -513,21 +519,8 @@ def _failed_section(stack: _Stack, scrub: _Scrub, budget: int) -> str:
 
 def _compact(title: str, names: list[str], budget: int) -> list[str]:
     """A compact list of stack names, as as many blocks as needed to keep each within ``budget``."""
-    blocks: list[str] = []
-    current: list[str] = []
-    head = f"### {title}\n\n"
-    used = len(head)
-    for name in names:
-        item = f"- {_code(name)}\n"
-        if current and used + len(item) > budget:
-            blocks.append(head + "".join(current) + "\n")
-            head = f"### {title} (continued)\n\n"
-            current, used = [], len(head)
-        current.append(item)
-        used += len(item)
-    if current:
-        blocks.append(head + "".join(current) + "\n")
-    return blocks
+    return _blocks((f"- {_code(name)}\n" for name in names), budget, f"### {title}\n\n",
+                   f"### {title} (continued)\n\n")
 
 
 # -- render -----------------------------------------------------------------------------------------------
