@@ -70,7 +70,7 @@ def test_plan_changed_writes_a_summary_for_a_pull_request(strata: Strata, tf_111
         "strata.hcl": "strata {}\n",
         "dev/us-east-1/01-network/strata.hcl": "stack {}\n",
         "dev/us-east-1/01-network/main.tf": 'resource "null_resource" "vpc" {}\n',
-        "dev/us-east-1/02-app/strata.hcl": "stack {}\n",
+        "dev/us-east-1/02-app/strata.hcl": 'stack {}\ndependency "network" {\n  path = "../01-network"\n}\n',
         "dev/us-east-1/02-app/main.tf": 'resource "null_resource" "app" {}\n',
         "staging/us-east-1/02-app/strata.hcl": "stack {}\n",
         "staging/us-east-1/02-app/main.tf": 'resource "null_resource" "app" {\n  triggers = { v = "1" }\n}\n',
@@ -112,6 +112,8 @@ def test_plan_changed_writes_a_summary_for_a_pull_request(strata: Strata, tf_111
     assert result.code == 0, result.output
     text = azure.read_text()
     assert "[!CAUTION]" not in text and "> ⚠️ **1 resource will be destroyed or replaced**" in text
+    assert ("| `dev/us-east-1/01-network` | 0 | 0 | 0 | 0 | — | a selected stack depends on it "
+            "(--include-dependencies) |") in text
     bad = strata("plan", "--summary-md", str(azure), "--summary-format", "bitbucket", cwd=repo, env=env)
     assert bad.code != 0 and "bitbucket" in bad.stderr
     (tmp_path / "a-file").write_text("")

@@ -307,7 +307,8 @@ def _flavoured(real_plan: RealPlan, flavour: str) -> str:
 def test_each_flavour_renders_what_its_platform_renders(real_plan: RealPlan, flavour: str) -> None:
     comment = _flavoured(real_plan, flavour)
     # all three render tables, <details> and Unicode emoji (GitLab MR notes, Azure DevOps PR comments too)
-    assert "| Stack | Add | Change | Destroy | Replace | Policy | Why affected |\n|:--|--:|--:|--:|--:|:--|:--|" in comment
+    assert ("| Stack | Add | Change | Destroy | Replace | Policy | Why affected |\n"
+            "|:--|--:|--:|--:|--:|:--|:--|") in comment
     assert "<details>" in comment and "| ⚠️ `production/app` |" in comment
     title = "**2 resources will be destroyed or replaced** — review before merging:"
     if flavour == "github":
@@ -349,6 +350,10 @@ def test_policy_results_in_the_table_and_failed_checks_under_the_stack(real_plan
     assert "- `CKV_2` Names use \\$team\\_prefix — `null_resource.attr`\n" in section
     assert "**Next step:** Fix the failed policy checks" in comment
     _balanced(comment)
+    odd = [StackPlan("x", "ok", {}, "", policy={"status": "failed", "failed": 3}),
+           StackPlan("y", "ok", {}, "", policy={"status": "new-kind", "failed": "abc", "reason": 5})]
+    [comment] = render(odd)
+    assert "| `x` | 0 | 0 | 0 | 0 | ❌ failed | — |" in comment and "| new-kind: 5 |" in comment
 
 
 def test_next_step_names_the_environments_waiting_for_an_approval(real_plan: RealPlan) -> None:

@@ -331,12 +331,17 @@ def _icon(stack: _Stack) -> str:
     return ""
 
 
+def _failed_checks(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    failed = policy.get("failed")
+    return [f for f in failed if isinstance(f, dict)] if isinstance(failed, list) else []
+
+
 def _policy_result(policy: Any, scrub: _Scrub) -> str:
     """The policy check in a few words: ``✅ passed``, ``❌ 2 failed``, ``⏭️ skipped: reason``; ``—`` for none."""
     if not isinstance(policy, dict):
         return "—"
-    status = str(policy.get("status") or "unknown")
-    failed = [f for f in policy.get("failed") or [] if isinstance(f, dict)]
+    status = str(policy.get("status") or "unknown")  # a status this version does not know is shown as it is
+    failed = _failed_checks(policy)
     reason = policy.get("reason")
     if status == "passed":
         return "✅ passed"
@@ -354,7 +359,7 @@ def _policy_lines(stack: _Stack, scrub: _Scrub, cap: int | None) -> list[str]:
     policy = stack.plan.policy
     if not isinstance(policy, dict):
         return []
-    failed = [f for f in policy.get("failed") or [] if isinstance(f, dict)]
+    failed = _failed_checks(policy)
     if not failed and policy.get("status") not in ("error", "overridden"):
         return []
     lines = [f"**Policy:** {_policy_result(policy, scrub)}", ""]
