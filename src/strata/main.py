@@ -784,6 +784,68 @@ def ci_matrix_command(ws: Any, /, **kwargs: Any) -> int:
     return ci.matrix(ws, _selection(kwargs))
 
 
+@ci_group.group("plans")
+def ci_plans_group() -> None:
+    """Saved plans (plan --out) as one encrypted bundle, carried from a pull/merge request to the pipeline on main.
+
+    Exit codes of fetch: 0 fetched; 3 no reviewed plan for this commit (plan on main instead); 1 errors.
+    """
+
+
+_UNENCRYPTED = click.option("--unencrypted", is_flag=True,
+                            help="Without STRATA_PLAN_KEY: the bundle is not encrypted, and anyone who can read or "
+                                 "replace the artifact can read or change the plans. Only for private runners.")
+
+
+@ci_plans_group.command("key")
+def ci_plans_key_command() -> int:
+    """Print a fresh random key; keep it as the CI secret STRATA_PLAN_KEY."""
+    from strata.commands import ci
+
+    return ci.plans_key()
+
+
+@ci_plans_group.command("pack")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@selection_options
+@_UNENCRYPTED
+@json_option("The bundle's manifest as JSON.", "ci-plans")
+@click.pass_obj
+def ci_plans_pack_command(ws: Any, /, file: Path, unencrypted: bool, as_json: bool, **kwargs: Any) -> int:
+    """Put the saved plans of the selected stacks (default: all) in FILE, encrypted with STRATA_PLAN_KEY."""
+    from strata.commands import ci
+
+    return ci.plans_pack(ws, _selection(kwargs), file, unencrypted=unencrypted, as_json=as_json)
+
+
+@ci_plans_group.command("unpack")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_UNENCRYPTED
+@json_option("The bundle's manifest as JSON.", "ci-plans")
+@click.pass_obj
+def ci_plans_unpack_command(ws: Any, /, file: Path, unencrypted: bool, as_json: bool) -> int:
+    """Verify FILE (key, checksums, repository) and write its plans into .strata/plans for apply --plan."""
+    from strata.commands import ci
+
+    return ci.plans_unpack(ws, file, unencrypted=unencrypted, as_json=as_json)
+
+
+@ci_plans_group.command("fetch")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--platform", type=click.Choice(["github", "gitlab", "azure-devops"]),
+              help="The CI platform (default: detected from GITHUB_ACTIONS, GITLAB_CI, TF_BUILD).")
+@click.option("--artifact", default="strata-plans", show_default=True, metavar="NAME",
+              help="GitHub: the artifact is NAME-<pull request number>.")
+@click.option("--job", default="plan", show_default=True, metavar="JOB",
+              help="GitLab: the merge request pipeline's job whose artifacts hold FILE.")
+@click.pass_obj
+def ci_plans_fetch_command(ws: Any, /, file: Path, platform: str | None, artifact: str, job: str) -> int:
+    """Download the bundle of the pull/merge request merged into HEAD (exit 3: there is none)."""
+    from strata.commands import ci
+
+    return ci.plans_fetch(ws, file, platform=platform, artifact=artifact, job=job)
+
+
 @cli.command("locks")
 @selection_options
 @json_option("The locks held as JSON.", "locks")

@@ -1,4 +1,5 @@
-"""strata ci generate | matrix: pipeline files for this repository, and the selected stacks as a CI matrix."""
+"""strata ci generate | matrix | plans: pipeline files for this repository, the selected stacks as a CI matrix, and
+the saved plans carried from a pull/merge request to main."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Literal
 from strata.atomic import PUBLIC, write_text_atomic
 from strata.generate import MARKER
 from strata.model.selection import Selection, select
-from strata.output import out
+from strata.output import err, out
 from strata.workspace import Workspace
 
 
@@ -47,3 +48,85 @@ def matrix(ws: Workspace, selection: Selection) -> int:
     stacks = select(repo, selection, ws.cwd)
     out(json.dumps(build(repo, stacks), indent=2))
     return 0
+
+
+def plans_key() -> int:
+    from strata.ci.plans import KEY_VARIABLE, new_key
+
+    out(new_key())
+    err(f"keep it as the CI secret {KEY_VARIABLE} of the pipelines that pack and unpack plans (GitHub: an "
+        "Actions secret; GitLab: a masked, protected CI/CD variable); whoever has it can read the plans")
+    return 0
+
+
+def plans_pack(ws: Workspace, selection: Selection, file: Path, *, unencrypted: bool, as_json: bool) -> int:
+    from strata.ci.plans import KEY_VARIABLE, BundleError, key_from_environment, pack
+    from strata.output import print_json
+
+    key = key_from_environment()
+    if key is None and not unencrypted:
+        raise BundleError(f"{KEY_VARIABLE} is not set: a plan holds every variable's value, secrets included, and "
+                          "CI artifacts are readable by anyone who can read the repository; make a key with "
+                          "`strata ci plans key` and keep it as a CI secret (or pass --unencrypted, only on "
+                          "private runners)")
+    repo = ws.repository()
+    repo.require_valid()
+    manifest = pack(repo, select(repo, selection, ws.cwd), file, key=None if unencrypted else key)
+    if as_json:
+        print_json(manifest.report())
+        return 0
+    how = "encrypted" if manifest.encrypted else "NOT encrypted (--unencrypted)"
+    err(f"packed the saved plans of {len(manifest.stacks)} stack(s) of commit {manifest.commit[:12]} into {file}, "
+        f"{how}:")
+    for path in sorted(manifest.stacks):
+        err(f"  {path or '.'}")
+    return 0
+
+
+def plans_unpack(ws: Workspace, file: Path, *, unencrypted: bool, as_json: bool) -> int:
+    from strata.ci.plans import key_from_environment, unpack
+    from strata.output import print_json
+
+    repo = ws.repository()
+    repo.require_valid()
+    manifest = unpack(repo, file, key=key_from_environment(), unencrypted=unencrypted)
+    if as_json:
+        print_json(manifest.report())
+        return 0
+    head = f" (pull request head {manifest.pr_head[:12]})" if manifest.pr_head else ""
+    out(f"unpacked the saved plans of {len(manifest.stacks)} stack(s), made from commit {manifest.commit[:12]}{head} "
+        f"at {manifest.created} with {manifest.terraform or 'terraform'}:")
+    for path in sorted(manifest.stacks):
+        mocked = manifest.stacks[path].get("mocked_dependencies") or []
+        out(f"  {path or '.'}" + (f"  (made with mock outputs of {', '.join(mocked)}: apply refuses it)"
+                                   if mocked else ""))
+    out("apply exactly these with `strata apply --plan --yes [selection]`; a plan whose stack's code, inputs or "
+        "state changed since is refused as stale")
+    return 0
+
+
+def plans_fetch(ws: Workspace, file: Path, *, platform: str | None, artifact: str, job: str) -> int:
+    from strata.ci.plans import NO_REVIEWED_PLAN, NoReviewedPlan, fetch
+
+    system = platform or _detect_platform()
+    try:
+        found = fetch(ws.cwd, file, system, artifact=artifact, job=job)
+    except NoReviewedPlan as exc:
+        err(f"no reviewed plan: {exc}")
+        return NO_REVIEWED_PLAN
+    err(f"fetched the plans of {found.request} (its last commit {found.head[:12]}, {found.source}) into {file}")
+    return 0
+
+
+def _detect_platform() -> str:
+    import os
+
+    from strata.errors import UsageError
+
+    found = [name for name, variable in (("github", "GITHUB_ACTIONS"), ("gitlab", "GITLAB_CI"),
+                                         ("azure-devops", "TF_BUILD"))
+             if os.environ.get(variable, "").strip().lower() in ("true", "1")]
+    if len(found) != 1:
+        raise UsageError("cannot tell which CI platform this is (GITHUB_ACTIONS, GITLAB_CI or TF_BUILD): pass "
+                         "--platform github|gitlab|azure-devops")
+    return found[0]

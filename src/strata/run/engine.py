@@ -269,6 +269,9 @@ class Runner:
             if self.options.save_plans:
                 self._write_plan_meta(stack, inputs, data)
             return Outcome(CHANGES if done.exit_code == 2 else OK)
+        if done.exit_code != 0 and data.get("plan_file") and "Saved plan is stale" in done.output:
+            return Outcome(FAILED, f"the saved plan of {stack.path} is stale: its state changed since the plan was "
+                                   "made (terraform: Saved plan is stale); plan again")
         if done.exit_code != 0:
             return Outcome(FAILED, last_error(done.output, stack.path))
         if command == "apply" and data.get("plan_file"):
@@ -380,12 +383,12 @@ class Runner:
         digest = hashlib.sha256(seed)
         for path in files:
             data = read_code(path)
-            if data is not None:
-                digest.update(str(path).encode() + b"\0" + data + b"\0")
+            if data is not None:  # named from the repository root: a saved plan verifies in another clone
+                digest.update(os.path.relpath(path, self.repo.root).encode() + b"\0" + data + b"\0")
         return digest.hexdigest()
 
     def _fingerprint(self, stack: Stack) -> str:
-        seed = f"{self.binary.path}:{self.binary.version}\n{self.providers.config_text()}".encode()
+        seed = f"{self.repo.root}\n{self.binary.path}:{self.binary.version}\n{self.providers.config_text()}".encode()
         return self._digest(self._code_files(stack), seed)
 
     def _ensure_init(self, stack: Stack, env: dict[str, str], log: IO[str]) -> Outcome | None:
@@ -412,7 +415,7 @@ class Runner:
     # -- saved plans ----------------------------------------------------------------------------------
 
     def _plan_file(self, stack: Stack) -> Path:
-        path = self.plan_dir / (stack.path or "_root") / "plan.tfplan"
+        path = saved_plan_path(self.repo.root, stack.path)
         private_dir(path.parent)  # a plan holds every variable's value, secrets included
         return path
 
@@ -605,6 +608,11 @@ class Runner:
                               "changed since); plan again")
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
         return tf.apply(self.binary.path, plan_file=str(plan), lock_timeout=self.options.lock_timeout)
+
+
+def saved_plan_path(root: Path, stack_path: str) -> Path:
+    """Where `plan --out` saves a stack's plan (its record is the same name with .json)."""
+    return root / ".strata" / "plans" / (stack_path or "_root") / "plan.tfplan"
 
 
 def _sha256_of(path: Path) -> str | None:
