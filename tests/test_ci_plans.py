@@ -22,10 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from cryptography.fernet import Fernet
 
-from conftest import Result, write_tree
+from conftest import REPO, Result, write_tree
 
 Strata = Callable[..., Result]
 
@@ -116,6 +117,8 @@ def test_unpack_with_json_prints_the_manifest(strata: Strata, clones: Clones) ->
     unpacked = strata("ci", "plans", "unpack", str(c.bundle), "--json", cwd=c.b, env=c.env)
     assert unpacked.code == 0, unpacked.output
     document = json.loads(unpacked.stdout)
+    schema = json.loads((REPO / "docs" / "schemas" / "ci-plans.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(document)
     assert document["commit"] == git(c.a, "rev-parse", "HEAD") and document["encrypted"] is True
     assert [s["path"] for s in document["stacks"]] == ["dev/r/a"] and document["terraform"].startswith("Terraform 1.11")
 

@@ -361,8 +361,15 @@ def _manifest(members: dict[str, bytes], header: dict[str, Any], name: str) -> M
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or \
                 not isinstance(entry.get("config"), str):
             raise BundleError(f"{name} is a damaged plan bundle (the manifest's entry of {path!r} is incomplete)")
-    return Manifest(data.get("repository"), data["commit"], data.get("pr_head"), str(data.get("created", "")),
-                    str(data.get("terraform", "")), header["encryption"] == "fernet", stacks)
+        mocked = entry.get("mocked_dependencies")
+        entry["mocked_dependencies"] = [str(m) for m in mocked] if isinstance(mocked, list) else []
+    return Manifest(_text(data.get("repository")), data["commit"], _text(data.get("pr_head")),
+                    str(data.get("created", "")), str(data.get("terraform", "")), header["encryption"] == "fernet",
+                    stacks)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _check_repository(repo: Repository, manifest: Manifest, name: str) -> None:
@@ -501,7 +508,7 @@ def _github(commit: str, artifact: str, filename: str) -> tuple[Fetched, bytes]:
     if not live:
         raise NoReviewedPlan(f"the artifact {name} of {request} has expired (retention); no reviewed plan to "
                              "apply")
-    chosen = max(live, key=lambda a: (str(a.get("created_at", "")), a.get("id") or 0))
+    chosen = max(live, key=lambda a: (str(a.get("created_at", "")), a["id"] if isinstance(a.get("id"), int) else 0))
     url = chosen.get("archive_download_url")
     if not isinstance(url, str):
         raise StrataError(f"the artifact {name} (id {chosen.get('id')}) has no archive_download_url")
