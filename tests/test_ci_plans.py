@@ -543,3 +543,15 @@ def test_azure_devops_and_unknown_platforms(strata: Strata, pipeline: Pipeline) 
     unknown = strata("ci", "plans", "fetch", "plans.bundle", cwd=pipeline.b,
                      env={"GITHUB_ACTIONS": "", "GITLAB_CI": "", "TF_BUILD": ""})
     assert unknown.code == 64 and "--platform" in unknown.stderr, unknown.output
+
+
+def test_unpack_refuses_a_plans_folder_that_is_a_link(strata: Strata, packed: tuple[Path, Path],
+                                                      tmp_path: Path) -> None:
+    bundle, b = packed
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (b / ".strata").mkdir()
+    (b / ".strata" / "plans").symlink_to(elsewhere)
+    result = strata("ci", "plans", "unpack", str(bundle), cwd=b, env={"STRATA_PLAN_KEY": KEY})
+    assert result.code == 1 and "is a symbolic link" in result.stderr, result.output
+    assert list(elsewhere.iterdir()) == []

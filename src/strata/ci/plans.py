@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from strata.atomic import SECRET, private_dir, write_atomic
+from strata.atomic import SECRET, private_dir, refuse_links, write_atomic
 from strata.errors import StrataError
 from strata.model.repository import Repository
 from strata.model.stack import Stack
@@ -315,6 +315,8 @@ def unpack(repo: Repository, source: Path, *, key: str | None, unencrypted: bool
     manifest = _manifest(members, header, str(source))
     _check_repository(repo, manifest, str(source))
     writes = _verified_plans(repo, manifest, members, str(source))
+    for path, _ in writes:  # a link anywhere on the way is refused before anything is written
+        refuse_links(path.parent)
     for path, data in writes:  # the plan before its record: a record never vouches for a plan not yet there
         private_dir(path.parent)
         write_atomic(path, data, mode=SECRET)
@@ -443,18 +445,18 @@ def fetch(root: Path, target: Path, platform: str, *, artifact: str, job: str) -
     """Download the bundle of the pull/merge request merged into HEAD to ``target``.
 
     Raises :class:`NoReviewedPlan` when there is none for this commit, another StrataError on failure.
-    ``artifact`` names the GitHub artifact (``<artifact>-<PR number>``) and, on GitLab, the file in the ``job``'s
-    artifacts is ``target``'s name.
+    ``artifact`` names the GitHub artifact (``<artifact>-<PR number>``), whose zip holds a file of ``target``'s name;
+    on GitLab, the ``job``'s artifacts hold ``target`` at the same relative path.
     """
-    commit = head_commit(root)
-    if platform == "github":
-        found, bundle = _github(commit, artifact, target.name)
-    elif platform == "gitlab":
-        found, bundle = _gitlab(commit, job, target.name)
-    else:
+    if platform not in ("github", "gitlab"):
         raise NoReviewedPlan("Azure DevOps does not carry a plan from the pull request to main (its build "
                              "artifacts cannot be looked up by the merged commit): plan on main, and apply that "
                              "saved plan after the environment's approval")
+    commit = head_commit(root)
+    if platform == "github":
+        found, bundle = _github(commit, artifact, target.name)
+    elif platform == "gitlab":  # artifacts are kept at their path in the project folder
+        found, bundle = _gitlab(commit, job, target.name if target.is_absolute() else target.as_posix())
     header, _ = parse_header(bundle, found.source)
     made_from = header.get("pr_head") or header.get("commit")
     if made_from != found.head:
@@ -488,7 +490,8 @@ def _github(commit: str, artifact: str, filename: str) -> tuple[Fetched, bytes]:
     base = f"{api}/repos/{repository}"
     pulls = _get_json(f"{base}/commits/{commit}/pulls", headers)
     merged = [p for p in _dicts(pulls) if p.get("merged_at")]
-    merged.sort(key=lambda p: p.get("merge_commit_sha") != commit)  # the PR this commit merged first
+    branch = os.environ.get("GITHUB_REF_NAME", "")  # the PR this commit merged into this branch first
+    merged.sort(key=lambda p: (p.get("merge_commit_sha") != commit, (p.get("base") or {}).get("ref") != branch))
     if not merged:
         raise NoReviewedPlan(f"commit {commit[:12]} is not the merge of a pull request (a direct push?): no reviewed "
                              "plan to apply")
@@ -563,7 +566,8 @@ def _from_zip(archive: bytes, filename: str, source: str) -> bytes:
     try:
         with zipfile.ZipFile(io.BytesIO(archive)) as unzipped:
             files = [i for i in unzipped.infolist() if not i.is_dir()]
-            chosen = next((i for i in files if i.filename == filename), files[0] if len(files) == 1 else None)
+            named = [i for i in files if i.filename == filename or i.filename.rpartition("/")[2] == filename]
+            chosen = named[0] if len(named) == 1 else files[0] if len(files) == 1 else None
             if chosen is None:
                 raise StrataError(f"the {source} holds {len(files)} files and none is named {filename}: name the "
                                   "bundle the same when packing and fetching")
