@@ -415,7 +415,8 @@ def pipeline(tmp_path: Path, strata: Strata) -> Pipeline:
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"pull_request": {"number": 7, "head": {"sha": head}}}))
     packed = strata("ci", "plans", "pack", "plans.bundle", cwd=a,
-                    env={"STRATA_PLAN_KEY": KEY, "GITHUB_EVENT_PATH": str(event), "GITHUB_REPOSITORY": "acme/infra"})
+                    env={"STRATA_PLAN_KEY": KEY, "GITHUB_ACTIONS": "true", "GITHUB_SHA": "",
+                         "GITHUB_EVENT_PATH": str(event), "GITHUB_REPOSITORY": "acme/infra"})
     assert packed.code == 0, packed.output
     b = tmp_path / "b"
     subprocess.run(["git", "clone", "-q", str(a), str(b)], check=True)

@@ -48,7 +48,6 @@ KEY_VARIABLE = "STRATA_PLAN_KEY"
 MAX_BUNDLE = 1024 * 1024 * 1024  # 1 GiB: bigger is refused rather than read into memory
 MAX_HEADER = 64 * 1024
 MANIFEST = "manifest.json"
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class BundleError(StrataError):
@@ -158,27 +157,13 @@ def _path_of_url(url: str) -> str | None:
     return path.lower() or None
 
 
-def pull_request_head() -> str | None:
-    """The last commit of the pull/merge request this pipeline runs for (None outside one): GitHub's event
-    payload (``pull_request.head.sha``; GITHUB_SHA is the test merge), GitLab's merged-results source SHA or the
-    MR pipeline's commit, Azure DevOps' source commit."""
-    event_path = os.environ.get("GITHUB_EVENT_PATH", "")
-    if event_path:
-        try:
-            with open(event_path, encoding="utf-8") as handle:
-                event = json.load(handle)
-            sha = event["pull_request"]["head"]["sha"]
-            if isinstance(sha, str) and _SHA.fullmatch(sha):
-                return sha
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    for variable in ("CI_MERGE_REQUEST_SOURCE_BRANCH_SHA", "SYSTEM_PULLREQUEST_SOURCECOMMITID"):
-        value = os.environ.get(variable, "").strip()
-        if _SHA.fullmatch(value):
-            return value
-    if os.environ.get("CI_MERGE_REQUEST_IID") and _SHA.fullmatch(os.environ.get("CI_COMMIT_SHA", "")):
-        return os.environ["CI_COMMIT_SHA"]
-    return None
+def pull_request_head(root: Path, commit: str) -> str | None:
+    """The last commit of the pull/merge request this pipeline runs for, when CI names one other than ``commit``
+    (GitHub runs a pull request on a test merge; GitLab's merged-results pipelines too): see strata.ci.commit."""
+    from strata.ci.commit import reviewed_commit
+
+    reviewed = reviewed_commit(root)
+    return reviewed if reviewed != commit else None
 
 
 # -- pack ---------------------------------------------------------------------------------------------------
@@ -213,7 +198,8 @@ def pack(repo: Repository, stacks: Iterable[Stack], target: Path, *, key: str | 
     """Write the saved plans of ``stacks`` (those that have one) to ``target``, encrypted with ``key`` (None:
     unencrypted, which the caller asked for explicitly). Returns the manifest."""
     fernet = _fernet(key) if key is not None else None
-    manifest = Manifest(repository_name(repo.root), head_commit(repo.root), pull_request_head(),
+    commit = head_commit(repo.root)
+    manifest = Manifest(repository_name(repo.root), commit, pull_request_head(repo.root, commit),
                         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "", fernet is not None)
     members: dict[str, bytes] = {}
     versions: set[str] = set()
