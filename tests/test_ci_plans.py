@@ -149,6 +149,29 @@ def test_a_state_changed_since_the_plan_is_refused_as_stale(strata: Strata, clon
     assert c.state(c.b)["serial"] == serial  # type: ignore[index]
 
 
+@pytest.mark.terraform
+def test_a_dependent_planned_with_outputs_a_dependency_then_changes_is_refused_as_stale(
+        strata: Strata, tmp_path: Path, provider_mirror: dict[str, str], tf_111: str) -> None:
+    root = make_repo(tmp_path / "chain", {
+        "strata.hcl": 'strata {}\nbackend "local" {}\n',
+        "dev/r/a/strata.hcl": 'stack {}\ninputs = {\n  word = "one"\n}\n',
+        "dev/r/a/main.tf": 'variable "word" {\n  type = string\n}\noutput "word" {\n  value = var.word\n}\n',
+        "dev/r/b/strata.hcl": 'stack {}\ndependency "a" {\n  path = "../a"\n}\n'
+                              'inputs = {\n  word = dependency.a.outputs.word\n}\n',
+        "dev/r/b/main.tf": STACK.replace('"x"', '"b"'),
+    })
+    env = {**provider_mirror, "STRATA_TERRAFORM": tf_111, "STRATA_PLAN_KEY": KEY}
+    assert strata("apply", "--yes", "-q", cwd=root, env=env).code == 0
+    config = root / "dev/r/a/strata.hcl"
+    config.write_text(config.read_text().replace('"one"', '"two"'))
+    assert strata("plan", "--out", "-q", cwd=root, env=env).code == 0  # b's plan: a's outputs as they are now
+    assert strata("ci", "plans", "pack", "plans.bundle", cwd=root, env=env).code == 0
+    assert strata("ci", "plans", "unpack", "plans.bundle", cwd=root, env=env).code == 0
+    applied = strata("apply", "--plan", "--yes", "-q", cwd=root, env=env)
+    assert applied.code == 1 and "the saved plan of dev/r/b is stale: its code or inputs changed" in applied.output
+    assert re.search(r"dev/r/a\s+ok", applied.output), applied.output
+
+
 # -- the key ----------------------------------------------------------------------------------------------------
 
 
