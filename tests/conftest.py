@@ -21,6 +21,9 @@ from pathlib import Path
 
 import pytest
 
+# the fake CI platform API (fixture fake_ci_api), for every test module that posts comments or downloads artifacts
+pytest_plugins = ["fake_ci_api"]
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "layered"
 NULL_PROVIDER = "terraform-provider-null_v2.1.2_x4"

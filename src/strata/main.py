@@ -759,7 +759,8 @@ def migrate_ls_command(ws: Any, /, as_json: bool) -> int:
 
 @cli.group("ci")
 def ci_group() -> None:
-    """Pipelines for pull requests: generated CI files, and the selected stacks as a CI matrix."""
+    """Pipelines for pull requests: generated CI files, the selected stacks as a CI matrix, the plan comment and
+    the base commit of a CI job."""
 
 
 @ci_group.command("generate")
@@ -844,6 +845,39 @@ def ci_plans_fetch_command(ws: Any, /, file: Path, platform: str | None, artifac
     from strata.commands import ci
 
     return ci.plans_fetch(ws, file, platform=platform, artifact=artifact, job=job)
+
+_PLATFORM_OPTION = click.option(
+    "--platform", type=click.Choice(["github", "gitlab", "azure-devops"]),
+    help="The CI platform (default: detected from GITHUB_ACTIONS, GITLAB_CI or TF_BUILD).")
+
+
+@ci_group.command("comment")
+@click.argument("summary", metavar="SUMMARY.md", type=click.Path(path_type=Path))
+@_PLATFORM_OPTION
+@click.option("--key", default="plan", show_default=True, metavar="KEY",
+              help="Which comment: workflows with different keys keep separate comments.")
+def ci_comment_command(summary: Path, platform: str | None, key: str) -> int:
+    """Post SUMMARY.md (and SUMMARY-2.md, ...) as the pull/merge request's one strata comment, updated in place.
+
+    \b
+    Exit codes: 0 posted; 1 the platform refused or failed (the message names the variable or the HTTP
+    status), or not a pull/merge request; 64 wrong usage (no such file, unknown platform).
+    """
+    from strata.commands import ci
+
+    return ci.comment(summary, platform, key)
+
+
+@ci_group.command("base")
+@_PLATFORM_OPTION
+@click.pass_obj
+def ci_base_command(ws: Any, /, platform: str | None) -> int:
+    """Print the commit to compare with for --changed: the merge-base with the target branch of a pull/merge
+    request, the previous head of a pushed branch, or an empty line (with a note on stderr) when every stack
+    must run (a new branch, a force push, history missing from the clone)."""
+    from strata.commands import ci
+
+    return ci.base(ws, platform)
 
 
 @cli.command("locks")

@@ -107,8 +107,9 @@ def plans_unpack(ws: Workspace, file: Path, *, unencrypted: bool, as_json: bool)
 
 def plans_fetch(ws: Workspace, file: Path, *, platform: str | None, artifact: str, job: str) -> int:
     from strata.ci.plans import NO_REVIEWED_PLAN, NoReviewedPlan, fetch
+    from strata.ci.platform import detect
 
-    system = platform or _detect_platform()
+    system = detect(platform)
     try:
         found = fetch(ws.cwd, file, system, artifact=artifact, job=job)
     except NoReviewedPlan as exc:
@@ -118,15 +119,23 @@ def plans_fetch(ws: Workspace, file: Path, *, platform: str | None, artifact: st
     return 0
 
 
-def _detect_platform() -> str:
-    import os
+def comment(summary: Path, platform: str | None, key: str) -> int:
+    """Post ``summary`` and its further parts as the pull/merge request's strata comment, updated in place."""
+    from strata.ci.comment import post
+    from strata.ci.platform import detect
 
-    from strata.errors import UsageError
+    post(summary, detect(platform), key)
+    return 0
 
-    found = [name for name, variable in (("github", "GITHUB_ACTIONS"), ("gitlab", "GITLAB_CI"),
-                                         ("azure-devops", "TF_BUILD"))
-             if os.environ.get(variable, "").strip().lower() in ("true", "1")]
-    if len(found) != 1:
-        raise UsageError("cannot tell which CI platform this is (GITHUB_ACTIONS, GITLAB_CI or TF_BUILD): pass "
-                         "--platform github|gitlab|azure-devops")
-    return found[0]
+
+def base(ws: Workspace, platform: str | None) -> int:
+    """Print the commit this CI job compares with for ``--changed`` (an empty line: every stack runs)."""
+    from strata.ci.base import find
+    from strata.ci.platform import detect
+    from strata.output import err
+
+    found = find(detect(platform), ws.cwd)
+    if found.note:
+        err(f"strata ci base: {found.note}")
+    out(found.commit)
+    return 0
