@@ -67,6 +67,12 @@ class Reply:
 
 Handler = Callable[[Recorded, "re.Match[str]"], Reply]
 
+# what each platform answers to a refused token and to an unknown comment
+UNAUTHORIZED = {"github": Reply(401, {"message": "Bad credentials"}),
+                "gitlab": Reply(401, {"message": "401 Unauthorized"}), "azure-devops": Reply(401, b"")}
+NOT_FOUND = {"github": Reply(404, {"message": "Not Found"}), "gitlab": Reply(404, {"message": "404 Not found"}),
+             "azure-devops": Reply(404, {"message": "The comment does not exist."})}
+
 
 class FakeCiApi:
     """The server and its in-memory comments. Thread-safe: handlers run under one lock."""
@@ -193,6 +199,13 @@ class FakeCiApi:
         self.route("DELETE", az + r"/(?P<thread>\d+)/comments/(?P<comment>\d+)", self._azure_delete)
 
     @staticmethod
+    def _refused(platform: str, user: object, item: object = True) -> Reply | None:
+        """The answer to a request without a known token, or about a comment that is not there; else None."""
+        if user is None:
+            return UNAUTHORIZED[platform]
+        return NOT_FOUND[platform] if item is None else None
+
+    @staticmethod
     def _public(item: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in item.items() if not k.startswith("_")}
 
@@ -224,39 +237,34 @@ class FakeCiApi:
                      and c["_issue"][0] == match["repo"]), None)
 
     def _github_list(self, request: Recorded, match: re.Match[str]) -> Reply:
-        if self._github_login(request) is None:
-            return Reply(401, {"message": "Bad credentials"})
+        if refused := self._refused("github", self._github_login(request)):
+            return refused
         issue = (match["repo"], int(match["number"]))
         return self._page(request, [c for c in self.github_comments if c["_issue"] == issue])
 
     def _github_create(self, request: Recorded, match: re.Match[str]) -> Reply:
         login = self._github_login(request)
         if login is None:
-            return Reply(401, {"message": "Bad credentials"})
+            return UNAUTHORIZED["github"]
         body = (request.json() or {}).get("body")
         if not isinstance(body, str) or len(body) > 65536:
             return Reply(422, {"message": "Validation Failed", "errors": [{"message": "body is too long"}]})
         return Reply(201, self._public(self.add_github_comment(body, login, int(match["number"]))))
 
     def _github_update(self, request: Recorded, match: re.Match[str]) -> Reply:
-        login = self._github_login(request)
-        comment = self._github_comment(match)
-        if login is None:
-            return Reply(401, {"message": "Bad credentials"})
-        if comment is None:
-            return Reply(404, {"message": "Not Found"})
+        login, comment = self._github_login(request), self._github_comment(match)
+        if refused := self._refused("github", login, comment):
+            return refused
+        assert comment is not None
         if comment["user"]["login"] != login:
             return Reply(403, {"message": "Resource not accessible by integration"})
         comment["body"] = (request.json() or {})["body"]
         return Reply(200, self._public(comment))
 
     def _github_delete(self, request: Recorded, match: re.Match[str]) -> Reply:
-        login = self._github_login(request)
         comment = self._github_comment(match)
-        if login is None:
-            return Reply(401, {"message": "Bad credentials"})
-        if comment is None:
-            return Reply(404, {"message": "Not Found"})
+        if refused := self._refused("github", self._github_login(request), comment):
+            return refused
         self.github_comments.remove(comment)
         return Reply(204)
 
@@ -265,42 +273,39 @@ class FakeCiApi:
 
     def _gitlab_user(self, request: Recorded, _match: re.Match[str]) -> Reply:
         user = self._gitlab_user_of(request)
-        return Reply(200, user) if user else Reply(401, {"message": "401 Unauthorized"})
+        return Reply(200, user) if user else UNAUTHORIZED["gitlab"]
 
     def _gitlab_note(self, match: re.Match[str]) -> dict[str, Any] | None:
         mr = (urllib.parse.unquote(match["project"]), match["iid"])
         return next((n for n in self.gitlab_notes if n["id"] == int(match["id"]) and n["_mr"] == mr), None)
 
     def _gitlab_list(self, request: Recorded, match: re.Match[str]) -> Reply:
-        if self._gitlab_user_of(request) is None:
-            return Reply(401, {"message": "401 Unauthorized"})
+        if refused := self._refused("gitlab", self._gitlab_user_of(request)):
+            return refused
         mr = (urllib.parse.unquote(match["project"]), match["iid"])
         return self._page(request, [n for n in self.gitlab_notes if n["_mr"] == mr])
 
     def _gitlab_create(self, request: Recorded, match: re.Match[str]) -> Reply:
         user = self._gitlab_user_of(request)
         if user is None:
-            return Reply(401, {"message": "401 Unauthorized"})
+            return UNAUTHORIZED["gitlab"]
         note = self.add_gitlab_note((request.json() or {})["body"], user, int(match["iid"]))
         return Reply(201, self._public(note))
 
     def _gitlab_update(self, request: Recorded, match: re.Match[str]) -> Reply:
         user, note = self._gitlab_user_of(request), self._gitlab_note(match)
-        if user is None:
-            return Reply(401, {"message": "401 Unauthorized"})
-        if note is None:
-            return Reply(404, {"message": "404 Not found"})
+        if refused := self._refused("gitlab", user, note):
+            return refused
+        assert user is not None and note is not None
         if note["author"]["id"] != user["id"]:
             return Reply(403, {"message": "403 Forbidden"})
         note["body"] = (request.json() or {})["body"]
         return Reply(200, self._public(note))
 
     def _gitlab_delete(self, request: Recorded, match: re.Match[str]) -> Reply:
-        user, note = self._gitlab_user_of(request), self._gitlab_note(match)
-        if user is None:
-            return Reply(401, {"message": "401 Unauthorized"})
-        if note is None:
-            return Reply(404, {"message": "404 Not found"})
+        note = self._gitlab_note(match)
+        if refused := self._refused("gitlab", self._gitlab_user_of(request), note):
+            return refused
         self.gitlab_notes.remove(note)
         return Reply(204)
 
@@ -318,15 +323,15 @@ class FakeCiApi:
         return urllib.parse.unquote(match["project"]), match["repo"], match["pull"]
 
     def _azure_list(self, request: Recorded, match: re.Match[str]) -> Reply:
-        if self._azure_user(request) is None:
-            return Reply(401, b"")
+        if refused := self._refused("azure-devops", self._azure_user(request)):
+            return refused
         threads = [self._public(t) for t in self.azure_threads if t["_pr"] == self._azure_pr(match)]
         return Reply(200, {"value": threads, "count": len(threads)})
 
     def _azure_create(self, request: Recorded, match: re.Match[str]) -> Reply:
         user = self._azure_user(request)
         if user is None:
-            return Reply(401, b"")
+            return UNAUTHORIZED["azure-devops"]
         sent = request.json() or {}
         thread = self.add_azure_thread(sent["comments"][0]["content"], user, int(match["pull"]))
         thread["_pr"] = self._azure_pr(match)
@@ -341,21 +346,21 @@ class FakeCiApi:
 
     def _azure_update(self, request: Recorded, match: re.Match[str]) -> Reply:
         user, comment = self._azure_user(request), self._azure_comment(match)
-        if user is None:
-            return Reply(401, b"")
-        if comment is None or comment["isDeleted"]:
-            return Reply(404, {"message": "The comment does not exist."})
+        if comment is not None and comment["isDeleted"]:
+            comment = None
+        if refused := self._refused("azure-devops", user, comment):
+            return refused
+        assert user is not None and comment is not None
         if comment["author"]["id"] != user["id"]:
             return Reply(403, {"message": "Only the author can edit a comment."})
         comment["content"] = (request.json() or {})["content"]
         return Reply(200, comment)
 
     def _azure_delete(self, request: Recorded, match: re.Match[str]) -> Reply:
-        user, comment = self._azure_user(request), self._azure_comment(match)
-        if user is None:
-            return Reply(401, b"")
-        if comment is None:
-            return Reply(404, {"message": "The comment does not exist."})
+        comment = self._azure_comment(match)
+        if refused := self._refused("azure-devops", self._azure_user(request), comment):
+            return refused
+        assert comment is not None
         comment["isDeleted"] = True
         for thread in self.azure_threads:  # a thread whose comments are all deleted is deleted
             if comment in thread["comments"] and all(c["isDeleted"] for c in thread["comments"]):

@@ -364,7 +364,7 @@ def test_duplicates_from_racing_jobs_are_removed(fake_ci_api: FakeCiApi, tmp_pat
     assert fake_ci_api.gitlab_bodies() == ["<!-- strata:plan key=plan part=1 -->\nsettled\n"]
 
 
-def test_a_redirect_to_another_host_does_not_carry_the_token(fake_ci_api: FakeCiApi) -> None:
+def test_a_redirect_never_carries_the_token(fake_ci_api: FakeCiApi) -> None:
     # as GitHub answers an artifact download: a redirect to a storage host, which must not see the token
     from fake_ci_api import Reply
     from strata.ci import platform
@@ -380,7 +380,7 @@ def test_a_redirect_to_another_host_does_not_carry_the_token(fake_ci_api: FakeCi
     blob = fake_ci_api.requests[-1]
     assert blob.path == "/blob" and "authorization" not in blob.headers and "private-token" not in blob.headers
     platform.send("GET", f"{fake_ci_api.url}/same", headers=secret)
-    assert fake_ci_api.requests[-1].headers["authorization"] == "Bearer s3cret"  # the same host keeps it
+    assert "authorization" not in fake_ci_api.requests[-1].headers  # not even on the same host
     with pytest.raises(platform.ApiError, match="redirected to a ftp URL; not followed"):
         platform.send("GET", f"{fake_ci_api.url}/ftp", headers=secret)
 

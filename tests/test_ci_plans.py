@@ -10,23 +10,23 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import subprocess
 import tarfile
-import threading
-import urllib.parse
 import zipfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
 from cryptography.fernet import Fernet
 
 from conftest import REPO, Result, write_tree
+from fake_ci_api import Reply  # loaded (and its asserts rewritten) by conftest's pytest_plugins
+
+if TYPE_CHECKING:
+    from fake_ci_api import FakeCiApi
 
 Strata = Callable[..., Result]
 
@@ -349,74 +349,12 @@ def test_a_bundle_of_another_repository_or_unknown_stacks_is_refused(strata: Str
 
 
 # -- fetch: a fake GitHub / GitLab API on 127.0.0.1 --------------------------------------------------------------
-# A minimal local server with the interface of the shared tests/fake_ci_api.py (route(method, regex, handler),
-# Reply, requests), which is not on main yet.
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str  # percent-decoded, without the query
-    query: dict[str, str]
-    headers: dict[str, str]  # names lower-case
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class FakeApi:
-    def __init__(self) -> None:
-        self.requests: list[Recorded] = []
-        self.routes: list[tuple[str, re.Pattern[str], Callable[[Recorded, re.Match[str]], Reply]]] = []
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                split = urllib.parse.urlsplit(self.path)
-                request = Recorded("GET", urllib.parse.unquote(split.path), dict(urllib.parse.parse_qsl(split.query)),
-                                   {k.lower(): v for k, v in self.headers.items()})
-                api.requests.append(request)
-                reply = next((h(request, m) for method, pattern, h in reversed(api.routes)
-                              if method == "GET" and (m := pattern.fullmatch(request.path))), Reply(404, {}))
-                body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def route(self, method: str, regex: str, handler: Callable[[Recorded, re.Match[str]], Reply]) -> None:
-        self.routes.append((method, re.compile(regex), handler))
-
-    def answer(self, method: str, regex: str, status: int, body: Any = None) -> None:
-        self.route(method, regex, lambda _r, _m: Reply(status, body))
+# (tests/fake_ci_api.py; the routes below are fetch's endpoints)
 
 
 @pytest.fixture
-def api() -> Iterator[FakeApi]:
-    server = FakeApi()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def api(fake_ci_api: FakeCiApi) -> FakeCiApi:
+    return fake_ci_api
 
 
 @dataclass
@@ -447,7 +385,7 @@ def pipeline(tmp_path: Path, strata: Strata) -> Pipeline:
     return Pipeline(a, b, head, git(b, "rev-parse", "HEAD"), (a / "plans.bundle").read_bytes())
 
 
-def github(api: FakeApi, p: Pipeline, *, expired: bool = False, head: str | None = None) -> dict[str, str]:
+def github(api: FakeCiApi, p: Pipeline, *, expired: bool = False, head: str | None = None) -> dict[str, str]:
     """The merged PR #7 and its artifact, whose zip is served through a redirect as GitHub does."""
     api.route("GET", rf"/repos/acme/infra/commits/{p.merge}/pulls", lambda _r, _m: Reply(200, [
         {"number": 7, "merged_at": "2026-12-04T01:00:00Z", "merge_commit_sha": p.merge, "head": {"sha": p.head}}]))
@@ -470,7 +408,7 @@ def github(api: FakeApi, p: Pipeline, *, expired: bool = False, head: str | None
             "GITHUB_TOKEN": "ghs_secret_token", "STRATA_PLAN_KEY": KEY}
 
 
-def test_github_fetch_downloads_the_artifact_of_the_merged_prs_last_commit(strata: Strata, api: FakeApi,
+def test_github_fetch_downloads_the_artifact_of_the_merged_prs_last_commit(strata: Strata, api: FakeCiApi,
                                                                            pipeline: Pipeline) -> None:
     p = pipeline
     env = github(api, p)
@@ -484,7 +422,7 @@ def test_github_fetch_downloads_the_artifact_of_the_merged_prs_last_commit(strat
     assert unpacked.code == 0 and p.head[:12] in unpacked.stdout, unpacked.output
 
 
-def test_github_fetch_without_a_reviewed_plan_exits_3(strata: Strata, api: FakeApi, pipeline: Pipeline) -> None:
+def test_github_fetch_without_a_reviewed_plan_exits_3(strata: Strata, api: FakeCiApi, pipeline: Pipeline) -> None:
     p = pipeline
     env = github(api, p)
     api.route("GET", rf"/repos/acme/infra/commits/{p.merge}/pulls", lambda _r, _m: Reply(200, []))
@@ -499,7 +437,7 @@ def test_github_fetch_without_a_reviewed_plan_exits_3(strata: Strata, api: FakeA
     assert not (p.b / "plans.bundle").exists()
 
 
-def test_github_fetch_errors_exit_1_with_the_reason(strata: Strata, api: FakeApi, pipeline: Pipeline) -> None:
+def test_github_fetch_errors_exit_1_with_the_reason(strata: Strata, api: FakeCiApi, pipeline: Pipeline) -> None:
     p = pipeline
     env = github(api, p)
     api.answer("GET", rf"/repos/acme/infra/commits/{p.merge}/pulls", 500, {"message": "boom"})
@@ -522,7 +460,7 @@ def test_github_fetch_errors_exit_1_with_the_reason(strata: Strata, api: FakeApi
     assert not (p.b / "plans.bundle").exists()
 
 
-def gitlab(api: FakeApi, p: Pipeline, *, mr_head: str | None = None) -> dict[str, str]:
+def gitlab(api: FakeCiApi, p: Pipeline, *, mr_head: str | None = None) -> dict[str, str]:
     base = "/api/v4/projects/42"
     api.route("GET", rf"{base}/repository/commits/{p.merge}/merge_requests", lambda _r, _m: Reply(200, [
         {"iid": 5, "state": "merged", "sha": mr_head or p.head, "merge_commit_sha": p.merge}]))
@@ -532,7 +470,7 @@ def gitlab(api: FakeApi, p: Pipeline, *, mr_head: str | None = None) -> dict[str
             "STRATA_GITLAB_TOKEN": "glpat-secret", "STRATA_PLAN_KEY": KEY}
 
 
-def test_gitlab_fetch_downloads_the_plan_jobs_artifact_of_the_merged_mr(strata: Strata, api: FakeApi,
+def test_gitlab_fetch_downloads_the_plan_jobs_artifact_of_the_merged_mr(strata: Strata, api: FakeCiApi,
                                                                         pipeline: Pipeline) -> None:
     p = pipeline
     env = gitlab(api, p)
@@ -542,7 +480,7 @@ def test_gitlab_fetch_downloads_the_plan_jobs_artifact_of_the_merged_mr(strata: 
     assert all(r.headers.get("private-token") == "glpat-secret" for r in api.requests)
 
 
-def test_gitlab_fetch_without_a_reviewed_plan_exits_3(strata: Strata, api: FakeApi, pipeline: Pipeline) -> None:
+def test_gitlab_fetch_without_a_reviewed_plan_exits_3(strata: Strata, api: FakeCiApi, pipeline: Pipeline) -> None:
     p = pipeline
     env = gitlab(api, p, mr_head="d" * 40)  # the MR's last commit is not the one whose plan the job kept
     stale = strata("ci", "plans", "fetch", "plans.bundle", cwd=p.b, env=env)

@@ -457,10 +457,9 @@ def fetch(root: Path, target: Path, platform: str, *, artifact: str, job: str) -
 
 
 def _environment(name: str, what: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise StrataError(f"{name} is not set: {what}")
-    return value
+    from strata.ci.platform import require
+
+    return require(name, what)
 
 
 def _github(commit: str, artifact: str, filename: str) -> tuple[Fetched, bytes]:
@@ -565,8 +564,7 @@ def _from_zip(archive: bytes, filename: str, source: str) -> bytes:
         raise StrataError(f"the {source} is not a readable zip archive") from None
 
 
-# HTTP, standard library only. Replace by strata.ci.platform's helpers once they are on main; the download keeps
-# its own redirect handling so that the token is never sent to the storage a download redirects to.
+# HTTP: strata.ci.platform's, which never sends the token where a download redirects.
 
 
 def _get_json(url: str, headers: dict[str, str]) -> Any:
@@ -585,43 +583,10 @@ def _shown(url: str) -> str:
 
 
 def _download(url: str, headers: dict[str, str], *, json_answer: bool = False) -> bytes | None:
-    """The body at ``url`` (None for 404 or 410: not there, or expired), following up to five redirects; the
-    ``headers`` (the token) go to ``url`` only, never to where it redirects."""
-    import urllib.error
-    import urllib.parse
-    import urllib.request
+    """The body at ``url`` (None for 404 or 410: not there, or expired), following redirects; the ``headers``
+    (the token) go to ``url`` only, never to where it redirects."""
+    from strata.ci.platform import send
 
-    from strata import __version__
-
-    class _Stay(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-            return None  # answered as an HTTPError: the redirect is followed below, without the token
-
-    opener = urllib.request.build_opener(_Stay)
-    sent = {"Accept": "application/json" if json_answer else "*/*", **headers}
-    for _ in range(6):
-        if not url.startswith(("http://", "https://")):
-            raise StrataError(f"not an http(s) URL: {_shown(url)!r}; check the API URL variable")
-        request = urllib.request.Request(url, headers={"User-Agent": f"strata/{__version__}", **sent})
-        try:
-            with opener.open(request, timeout=TIMEOUT) as answer:
-                body: bytes = answer.read(MAX_DOWNLOAD + 1)
-            if len(body) > MAX_DOWNLOAD:
-                raise StrataError(f"GET {_shown(url)}: the answer is larger than {MAX_DOWNLOAD // (1024 * 1024)} MiB; "
-                                  "refused")
-            return body
-        except urllib.error.HTTPError as exc:
-            location = exc.headers.get("Location") if exc.headers else None
-            if exc.code in (301, 302, 303, 307, 308) and location:
-                url, sent = urllib.parse.urljoin(url, location), {}
-                continue
-            if exc.code in (404, 410):
-                return None
-            hint = {401: "the token was refused (missing, expired or revoked)",
-                    403: "the token lacks a permission this needs (or a rate limit was hit)"}.get(
-                exc.code, "the server failed; run again later" if exc.code >= 500 else "")
-            raise StrataError(f"GET {_shown(url)} answered HTTP {exc.code}" + (f": {hint}" if hint else "")) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise StrataError(f"GET {_shown(url)} failed: {reason}; check the API URL and the network") from None
-    raise StrataError(f"GET {_shown(url)}: more than five redirects; stopped")
+    answer = send("GET", url, headers={"Accept": "application/json" if json_answer else "*/*", **headers},
+                  timeout=TIMEOUT, max_bytes=MAX_DOWNLOAD, ok=lambda status: status in (404, 410))
+    return None if answer.status in (404, 410) else answer.body

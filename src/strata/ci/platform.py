@@ -5,7 +5,7 @@
 answer; ``paginate()`` follows a listing across pages (a ``Link: <...>; rel="next"`` header, as GitHub and
 GitLab send, or Azure DevOps' ``x-ms-continuationtoken``). ``send()`` is the raw form, for downloads.
 
-Redirects are followed to http(s) only, and a token is never sent to another host than the one asked.
+Redirects are followed to http(s) only, and never with the token.
 Every failure is an :class:`ApiError` (a :class:`~strata.errors.StrataError`) whose message names the request,
 the HTTP status and what to do; a token never appears in a message. Idempotent requests (GET) are retried
 twice on a dropped connection or a 502/503/504/429; nothing else is retried.
@@ -132,10 +132,10 @@ def _server_message(body: bytes) -> str:
     return _excerpt(body)
 
 
-def _read(stream: Any) -> bytes:
-    body: bytes = stream.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        raise ApiError(f"the answer is larger than {MAX_BODY // (1024 * 1024)} MiB; refused")
+def _read(stream: Any, limit: int, method: str, url: str) -> bytes:
+    body: bytes = stream.read(limit + 1)
+    if len(body) > limit:
+        raise ApiError(f"{method} {_shown(url)}: the answer is larger than {limit // (1024 * 1024)} MiB; refused")
     return body
 
 
@@ -143,8 +143,8 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "private-token"})
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):
-    """Follows redirects to http(s) only, and never sends the token to another host (GitHub answers an artifact
-    download with a redirect to a storage host; the token must stay with the API), as curl does."""
+    """Follows redirects to http(s) only, and never with the token: GitHub answers an artifact download with a
+    redirect to a storage URL that carries its own signature, and the token must stay with the API."""
 
     def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
                          newurl: str) -> urllib.request.Request | None:
@@ -153,8 +153,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
             raise ApiError(f"{req.get_method()} {_shown(req.full_url)} redirected to a {target.scheme or 'relative'} "
                            "URL; not followed")
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        source = urllib.parse.urlsplit(req.full_url)
-        if new is not None and (source.scheme, source.netloc) != (target.scheme, target.netloc):
+        if new is not None:
             for name in [n for n in new.headers if n.lower() in _CREDENTIAL_HEADERS]:
                 del new.headers[name]
         return new
@@ -164,8 +163,10 @@ _OPENER = urllib.request.build_opener(_Redirects())
 
 
 def send(method: str, url: str, *, headers: Mapping[str, str] | None = None, json_body: Any = None,
-         data: bytes | None = None, timeout: float = TIMEOUT, ok: Callable[[int], bool] | None = None) -> Response:
-    """Send one request; the :class:`Response` when its status is 2xx (or ``ok(status)``), else an ApiError."""
+         data: bytes | None = None, timeout: float = TIMEOUT, ok: Callable[[int], bool] | None = None,
+         max_bytes: int = MAX_BODY) -> Response:
+    """Send one request; the :class:`Response` when its status is 2xx (or ``ok(status)``), else an ApiError.
+    A body longer than ``max_bytes`` is refused."""
     if not url.startswith(("http://", "https://")):
         raise ApiError(f"not an http(s) URL: {url!r}; check the API URL variable")
     all_headers = {"User-Agent": f"strata/{__version__}", "Accept": "application/json", **(headers or {})}
@@ -178,9 +179,9 @@ def send(method: str, url: str, *, headers: Mapping[str, str] | None = None, jso
         try:
             with _OPENER.open(request, timeout=timeout) as answer:
                 response = Response(answer.status, {k.lower(): v for k, v in answer.headers.items()},
-                                    _read(answer), method, url)
+                                    _read(answer, max_bytes, method, url), method, url)
         except urllib.error.HTTPError as exc:
-            body = _read(exc) if exc.fp is not None else b""
+            body = _read(exc, max_bytes, method, url) if exc.fp is not None else b""
             response = Response(exc.code, {k.lower(): v for k, v in (exc.headers or {}).items()}, body, method, url)
         except OSError as exc:  # URLError and timeouts are OSErrors
             if delays:
