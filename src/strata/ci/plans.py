@@ -329,7 +329,7 @@ def _members(payload: bytes, name: str) -> dict[str, bytes]:
                 if left < 0 or handle is None:
                     raise BundleError(f"{name}: the bundle's content is too large; refused")
                 members[member] = handle.read()
-    except (tarfile.TarError, EOFError, OSError):
+    except (tarfile.TarError, EOFError, OSError, ValueError):  # ValueError: a name that is not UTF-8, say
         raise BundleError(f"{name} is a damaged plan bundle (its content is not a readable archive)") from None
     return members
 
@@ -560,7 +560,8 @@ def _from_zip(archive: bytes, filename: str, source: str) -> bytes:
                 raise StrataError(f"the {source} holds a file larger than {MAX_BUNDLE // (1024 * 1024)} MiB; refused")
             with unzipped.open(chosen) as member:
                 return member.read()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+    # RuntimeError: a member with a password; NotImplementedError: a compression method zipfile lacks
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError):
         raise StrataError(f"the {source} is not a readable zip archive") from None
 
 
