@@ -231,6 +231,12 @@ def test_pack_with_no_saved_plan_says_to_plan_first(strata: Strata, tmp_path: Pa
     a = make_repo(tmp_path / "a", SMALL)
     refused = strata("ci", "plans", "pack", "plans.bundle", cwd=a, env={"STRATA_PLAN_KEY": KEY})
     assert refused.code == 1 and "strata plan --out" in refused.stderr, refused.output
+    # a pull request that changes no stack: its pipeline packs an empty bundle, main unpacks nothing
+    empty = strata("ci", "plans", "pack", "plans.bundle", "--changed", "--base", "HEAD", cwd=a,
+                   env={"STRATA_PLAN_KEY": KEY})
+    assert empty.code == 0, empty.output
+    unpacked = strata("ci", "plans", "unpack", "plans.bundle", "--json", cwd=a, env={"STRATA_PLAN_KEY": KEY})
+    assert unpacked.code == 0 and json.loads(unpacked.stdout)["stacks"] == [], unpacked.output
 
 
 def test_pack_refuses_a_plan_that_is_not_the_one_its_record_names(strata: Strata, tmp_path: Path) -> None:

@@ -71,7 +71,8 @@ def plans_pack(ws: Workspace, selection: Selection, file: Path, *, unencrypted: 
                           "private runners)")
     repo = ws.repository()
     repo.require_valid()
-    manifest = pack(repo, select(repo, selection, ws.cwd), file, key=None if unencrypted else key)
+    manifest = pack(repo, select(repo, selection, ws.cwd), file, key=None if unencrypted else key,
+                    allow_empty=selection.changed or selection.allow_empty)
     if as_json:
         print_json(manifest.report())
         return 0
