@@ -90,6 +90,7 @@ class FakeCiApi:
         self.gitlab_notes: list[dict[str, Any]] = []  # each with "_mr": (project, iid)
         self.azure_tokens: dict[str, dict[str, Any]] = {AZURE_TOKEN: dict(AZURE_BOT)}
         self.azure_threads: list[dict[str, Any]] = []  # each with "_pr": (project, repo, id)
+        self.azure_strips_html_comments = False  # store comments without their <!-- ... --> parts
         self._install()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
@@ -333,7 +334,8 @@ class FakeCiApi:
         if user is None:
             return UNAUTHORIZED["azure-devops"]
         sent = request.json() or {}
-        thread = self.add_azure_thread(sent["comments"][0]["content"], user, int(match["pull"]))
+        thread = self.add_azure_thread(self._azure_content(sent["comments"][0]["content"]), user, int(match["pull"]))
+        thread["properties"] = sent.get("properties") or {}
         thread["_pr"] = self._azure_pr(match)
         thread["status"] = {1: "active", 4: "closed"}.get(sent.get("status"), sent.get("status"))
         return Reply(200, self._public(thread))
@@ -353,8 +355,11 @@ class FakeCiApi:
         assert user is not None and comment is not None
         if comment["author"]["id"] != user["id"]:
             return Reply(403, {"message": "Only the author can edit a comment."})
-        comment["content"] = (request.json() or {})["content"]
+        comment["content"] = self._azure_content((request.json() or {})["content"])
         return Reply(200, comment)
+
+    def _azure_content(self, content: str) -> str:
+        return re.sub(r"<!--.*?-->", "", content, flags=re.S) if self.azure_strips_html_comments else content
 
     def _azure_delete(self, request: Recorded, match: re.Match[str]) -> Reply:
         comment = self._azure_comment(match)

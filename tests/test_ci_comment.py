@@ -394,3 +394,15 @@ def test_malformed_comments_are_a_clear_error(platform: str, fake_ci_api: FakeCi
     result = comment(write_summary(tmp_path, "plan\n"), job_env(fake_ci_api, platform, tmp_path))
     assert result.code == 1 and "without a numeric id" in result.stderr
     assert fake_ci_api.writes() == []
+
+
+def test_an_azure_thread_is_found_by_its_property_too(fake_ci_api: FakeCiApi, tmp_path: Path,
+                                                      comment: Callable[..., Result]) -> None:
+    # should Azure DevOps ever drop the hidden marker from a comment, the thread's property still names the part
+    fake_ci_api.azure_strips_html_comments = True
+    env = job_env(fake_ci_api, "azure-devops", tmp_path)
+    for push in ("one", "two"):
+        assert comment(write_summary(tmp_path, f"push {push}\n"), env).code == 0
+    assert fake_ci_api.azure_bodies() == ["\npush two\n"]
+    assert [t["properties"] for t in fake_ci_api.azure_threads] == [
+        {"strata.plan": {"$type": "System.String", "$value": "key=plan part=1"}}]

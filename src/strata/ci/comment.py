@@ -13,7 +13,8 @@ else's comment that quotes the marker is left as it is.
 
 One class per platform, each with the same four operations: list, create, update, delete.
 GitHub: issue comments. GitLab: merge-request notes. Azure DevOps: one pull-request thread per part, its first
-comment updated in place; a stale part's comment is deleted (the thread shows as deleted).
+comment updated in place; a stale part's comment is deleted (the thread shows as deleted); the thread also
+carries the marker as its property ``strata.plan``.
 """
 
 from __future__ import annotations
@@ -268,6 +269,7 @@ class GitLabMergeRequest:
 
 
 AZURE_API_VERSION = "7.1"
+PROPERTY = "strata.plan"  # a thread property naming the part too: "key=plan part=1"
 
 
 class AzurePullRequest:
@@ -325,15 +327,25 @@ class AzurePullRequest:
         if not roots:
             return None
         root = min(roots, key=lambda c: int(_id(c, what, where)))
-        return Comment(f"{ident}/{_id(root, what, where)}", _text(root, "content"), self._mine(root.get("author")))
+        content = _text(root, "content")
+        if not MARKER.match(content):  # the thread's property says which part, should the content lose the marker
+            properties = thread.get("properties")
+            entry = properties.get(PROPERTY) if isinstance(properties, dict) else None
+            said = entry if isinstance(entry, str) else _text(entry, "$value") if isinstance(entry, dict) else ""
+            if found := re.fullmatch(r"key=([A-Za-z0-9._-]{1,64}) part=([1-9][0-9]{0,3})", said):
+                content = marker(found[1], int(found[2])) + content
+        return Comment(f"{ident}/{_id(root, what, where)}", content, self._mine(root.get("author")))
 
     def comments(self) -> list[Comment]:
         return [c for t in api.paginate(self._url(), headers=self.headers, items="value") if (c := self._first(t))]
 
     def create(self, body: str) -> Comment:
         # status active: the thread is shown open like a reviewer's; resolving it does not hide later updates
+        said = MARKER.match(body)
+        properties = {PROPERTY: {"$type": "System.String", "$value": f"key={said[1]} part={said[2]}"}} if said else {}
         thread = api.request("POST", self._url(), headers=self.headers, json_body={
-            "comments": [{"parentCommentId": 0, "content": body, "commentType": 1}], "status": 1})
+            "comments": [{"parentCommentId": 0, "content": body, "commentType": 1}], "status": 1,
+            "properties": properties})
         created = self._first(thread)
         if created is None:
             raise ApiError("Azure DevOps answered a new thread without its comment; is SYSTEM_COLLECTIONURI right?")
