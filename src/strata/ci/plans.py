@@ -194,11 +194,10 @@ def _read_saved(root: Path, stack: Stack) -> tuple[bytes, bytes, dict[str, Any]]
     return data, record_bytes, record
 
 
-def pack(repo: Repository, stacks: Iterable[Stack], target: Path, *, key: str | None,
-         allow_empty: bool = False) -> Manifest:
+def pack(repo: Repository, stacks: Iterable[Stack], target: Path, *, key: str | None) -> Manifest:
     """Write the saved plans of ``stacks`` (those that have one) to ``target``, encrypted with ``key`` (None:
-    unencrypted, which the caller asked for explicitly). No saved plan is an error unless ``allow_empty`` (a
-    change that affects no stack: the bundle then says that nothing is to be applied). Returns the manifest."""
+    unencrypted, which the caller asked for explicitly). Returns the manifest: with no stack, the bundle says
+    that nothing is to be applied (a change that affects no stack)."""
     fernet = _fernet(key) if key is not None else None
     commit = head_commit(repo.root)
     manifest = Manifest(repository_name(repo.root), commit, pull_request_head(repo.root, commit),
@@ -217,9 +216,6 @@ def pack(repo: Repository, stacks: Iterable[Stack], target: Path, *, key: str | 
                                        "mocked_dependencies": list(record.get("mocked_dependencies") or [])}
         versions.add(str(record.get("terraform", "")).partition(" (")[0])  # "Terraform 1.11.4", not its path
     manifest.terraform = ", ".join(sorted(v for v in versions if v))
-    if not manifest.stacks and not allow_empty:
-        raise BundleError("no saved plans to pack: run `strata plan --out` first (for these stacks); with --changed "
-                          "or --allow-empty, a change that affects no stack packs an empty bundle")
     payload = _tar({MANIFEST: (json.dumps(manifest.to_json(), indent=2) + "\n").encode(), **members})
     if fernet is not None:
         payload = fernet.encrypt(payload)

@@ -71,8 +71,10 @@ def plans_pack(ws: Workspace, selection: Selection, file: Path, *, unencrypted: 
                           "private runners)")
     repo = ws.repository()
     repo.require_valid()
-    manifest = pack(repo, select(repo, selection, ws.cwd), file, key=None if unencrypted else key,
-                    allow_empty=selection.changed or selection.allow_empty)
+    manifest = pack(repo, select(repo, selection, ws.cwd), file, key=None if unencrypted else key)
+    if not manifest.stacks:  # a change that affects no stack; or plan --out did not run, and apply --plan says so
+        err("note: none of the selected stacks has a saved plan (`strata plan --out`): the bundle says there is "
+            "nothing to apply")
     if as_json:
         print_json(manifest.report())
         return 0
