@@ -116,6 +116,7 @@ def hostile_repo(request: pytest.FixtureRequest) -> tuple[Repository, str, str]:
         if env in renames:
             stack.dimensions["environment"] = Setting(renames[env], Source(note="test"))
     repo.settings.production_environments = (prod,)
+    repo.settings.ci = None  # the example's ci block names staging and production
     return repo, other, prod
 
 
@@ -158,18 +159,21 @@ def test_github_workflows_with_hostile_names(hostile_repo: tuple[Repository, str
     files = generate("github", repo)
     apply = yaml.safe_load(files[".github/workflows/strata-apply.yml"])
     destroy = yaml.safe_load(files[".github/workflows/strata-destroy.yml"])
-    jobs = apply["jobs"]
-    assert len(jobs) == 2
-    assert sorted(job["environment"] for job in jobs.values()) == sorted([other, prod])
+    jobs = {name: job for name, job in apply["jobs"].items() if name.startswith("apply-")}
+    assert len(jobs) == 8  # 4 waves of each environment
+    assert {job["environment"] for job in jobs.values()} == {other, prod}
+    plans = [job for name, job in apply["jobs"].items() if name.startswith("plan-")]
+    assert sorted(job["name"] for job in plans) == sorted([f"Plan {other}", f"Plan {prod}"])
     assert destroy[True]["workflow_dispatch"]["inputs"]["environment"]["options"] == sorted([other, prod])
     for job in jobs.values():
         env = job["environment"]
-        assert job["name"] == f"Apply {env}"
+        assert job["name"].startswith(f"Apply {env} (")
         (step,) = [s for s in job["steps"] if "strata apply" in s.get("run", "")]
-        assert step["name"] == f"Apply the affected stacks of {env}"
-        assert step["env"] == {"STRATA_ENVIRONMENT": env}
-        code, calls = run_script(step["run"], step["env"], tmp_path)
-        assert code == 0 and [strata_env_arg(c) for c in calls] == [env]
+        assert step["name"] == f"Apply the saved plans of {env}"
+        assert step["env"]["STRATA_ENVIRONMENT"] == env
+        code, calls = run_script(step["run"], {"STRATA_STACKS": "a/b c/d"}, tmp_path)
+        assert code == 0 and calls == [["ci", "plans", "unpack", "strata-plans.bundle"],
+                                       ["apply", "--plan", "a/b", "c/d", "--yes"]]
     # destroy: the inputs arrive through env:, the confirmation compares them
     steps = destroy["jobs"]["destroy"]["steps"]
     check = next(s for s in steps if s.get("name") == "Check the confirmation")
@@ -189,10 +193,10 @@ def test_gitlab_pipeline_with_hostile_names(hostile_repo: tuple[Repository, str,
     repo, other, prod = hostile_repo
     text = generate("gitlab", repo)[".gitlab-ci.yml"]
     ci = yaml.safe_load(text)
-    jobs = {name: job for name, job in ci.items() if name.startswith(("apply-", "destroy-"))}
-    assert len(jobs) == 4
+    jobs = {name: job for name, job in ci.items() if name.startswith(("plan-", "apply-", "destroy-"))}
+    assert len(jobs) == 6
     for name, job in jobs.items():
-        env = job["environment"]["name"]
+        env = job["environment"]["name"] if "environment" in job else job["variables"]["STRATA_ENVIRONMENT"]["value"]
         assert env in (other, prod)
         variables = {k: v["value"] if isinstance(v, dict) else v for k, v in job["variables"].items()}
         assert variables["STRATA_ENVIRONMENT"] == env and job["variables"]["STRATA_ENVIRONMENT"]["expand"] is False
@@ -201,16 +205,21 @@ def test_gitlab_pipeline_with_hostile_names(hostile_repo: tuple[Repository, str,
             code, calls = run_script(script, {**variables, "CONFIRM": "nope"}, tmp_path)
             assert code == 1 and calls == []  # refused: CONFIRM is not the environment's name
             variables["CONFIRM"] = env
-        code, calls = run_script(script, variables, tmp_path)
-        assert code == 0 and [strata_env_arg(c) for c in calls] == [env], (name, calls)
+        if name.startswith("apply-"):
+            code, calls = run_script(script, {**variables, "STRATA_AWS_ROLE_ARN": "arn:x"}, tmp_path)
+            assert code == 0 and calls == [], (name, calls)  # no saved plan of this group: nothing to apply
+            continue
+        code, calls = run_script(script, {**variables, "STRATA_AWS_ROLE_ARN": "arn:x"}, tmp_path)
+        assert code == 0, (name, calls)
+        assert [strata_env_arg(c) for c in calls if "--env" in c] == [env] * (2 if name.startswith("destroy-")
+                                                                         else 1), (name, calls)
     if CHECK_JSONSCHEMA.exists():
         (path,) = write({".gitlab-ci.yml": text}, tmp_path / "out")
         result = run([CHECK_JSONSCHEMA, "--builtin-schema", "vendor.gitlab-ci", path], tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def azure_steps(stage: dict[str, Any]) -> list[dict[str, Any]]:
-    (job,) = stage["jobs"]
+def deploy_steps(job: dict[str, Any]) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = job["strategy"]["runOnce"]["deploy"]["steps"]
     return steps
 
@@ -224,20 +233,29 @@ def test_azure_pipeline_with_hostile_names(hostile_repo: tuple[Repository, str, 
     applies = [s for s in pipeline["stages"] if s["stage"].startswith("apply_")]
     assert len(applies) == 2
     for stage in applies:
-        env = stage["jobs"][0]["environment"]
+        (job,) = stage["jobs"]
+        env = job["environment"]
         assert stage["displayName"] == f"Apply {env}"
-        (step,) = [s for s in azure_steps(stage) if s.get("task") == "AzureCLI@2"]
-        assert step["env"] == {"STRATA_ENVIRONMENT": env}
-        code, calls = run_script(step["inputs"]["inlineScript"], step["env"], tmp_path)
-        assert code == 0 and [strata_env_arg(c) for c in calls] == [env]
+        (step,) = [s for s in deploy_steps(job) if "strata apply" in s.get("script", "")]
+        assert step["env"]["STRATA_ENVIRONMENT"] == env
+        code, calls = run_script(step["script"], {**step["env"], "PLANS": str(tmp_path / "none")}, tmp_path)
+        assert code == 0 and calls == []  # no saved plan of this group: nothing to apply
+    for stage in (s for s in pipeline["stages"] if s["stage"].startswith("plan_")):
+        (job,) = stage["jobs"]
+        (step,) = [s for s in job["steps"] if "strata ci matrix" in s.get("script", "")]
+        code, calls = run_script(step["script"], step["env"], tmp_path)
+        assert code == 0 and [strata_env_arg(c) for c in calls if "--env" in c] == [step["env"]["STRATA_ENVIRONMENT"]]
     destroy = next(s for s in pipeline["stages"] if s["stage"] == "destroy")
-    steps = azure_steps(destroy)
-    check = next(s for s in steps if s.get("displayName") == "Check the confirmation")
-    code, _ = run_script(check["script"], {"ENVIRONMENT": other, "CONFIRM": prod}, tmp_path)
-    assert code == 1
-    gone = next(s for s in steps if s.get("task") == "AzureCLI@2")
-    code, calls = run_script(gone["inputs"]["inlineScript"], {"ENVIRONMENT": other}, tmp_path)
-    assert code == 0 and [strata_env_arg(c) for c in calls] == [other]
+    for job in destroy["jobs"]:
+        env = job["environment"]
+        assert job["condition"] == "eq('${{ parameters.destroyEnvironment }}', '" + env.replace("'", "''") + "')"
+        steps = deploy_steps(job)
+        check = next(s for s in steps if s.get("displayName") == "Check the confirmation")
+        code, _ = run_script(check["script"], {"ENVIRONMENT": other, "CONFIRM": prod}, tmp_path)
+        assert code == 1
+        gone = steps[-1]
+        code, calls = run_script(gone["script"], gone["env"], tmp_path)
+        assert code == 0 and [strata_env_arg(c) for c in calls] == [env]
 
 
 @pytest.mark.parametrize("hostile_repo", [("qa.1", "qa-1")], indirect=True)

@@ -28,6 +28,17 @@ strata {
   # inputs_file       = "strata_inputs.auto.tfvars"
 }
 
+# How the generated pipelines (`strata ci generate`) order and gate the environments: staging is applied
+# first, production after it and only once approved. Runners, parallelism and the cloud credentials of each
+# environment and account go here too (docs/ci.md).
+ci {
+  promotion = ["staging", "production"]
+
+  environment "production" {
+    protected = true
+  }
+}
+
 # The backend template for every stack. With no settings, "local" keeps each stack's state at
 # .strata/state/<environment>/<region>/<layer>/terraform.tfstate (clients: .../clients/<client>/...),
 # which is also strata's embedded default: this block only makes it explicit. A real repository

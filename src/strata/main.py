@@ -777,12 +777,27 @@ def ci_generate_command(ws: Any, /, system: str, out_dir: Path | None) -> int:
 
 @ci_group.command("matrix")
 @selection_options
+@click.option("--outputs", is_flag=True,
+              help="NAME=VALUE lines for the generated pipelines' select job: per environment and wave the "
+                   "matrix of its jobs.")
+@click.option("--identity", type=click.Choice(["plan", "apply"]),
+              help="With --outputs: per cloud the one identity (of planning or applying) a single job uses for "
+                   "every selected stack; an error when they need several.")
+@click.option("--paths", "list_paths", is_flag=True,
+              help="Only the selected stacks' paths, one a line, in dependency order.")
+@click.option("--stacks-per-job", type=click.IntRange(1), default=1, show_default=True, metavar="N",
+              help="Stacks of one group (environment, wave, cloud, account) applied by one job.")
+@click.option("--max-jobs", type=click.IntRange(1), default=256, show_default=True, metavar="N",
+              help="Jobs in one matrix at most (GitHub: 256); beyond, jobs take more stacks.")
 @click.pass_obj
-def ci_matrix_command(ws: Any, /, **kwargs: Any) -> int:
-    """The selected stacks (e.g. --changed) as a CI matrix in dependency order (JSON)."""
+def ci_matrix_command(ws: Any, /, outputs: bool, identity: str | None, list_paths: bool, stacks_per_job: int,
+                      max_jobs: int, **kwargs: Any) -> int:
+    """The selected stacks (e.g. --changed) as CI jobs in dependency order (JSON): waves, and jobs grouped by
+    environment, wave, cloud and account with the credentials each needs."""
     from strata.commands import ci
 
-    return ci.matrix(ws, _selection(kwargs))
+    return ci.matrix(ws, _selection(kwargs), outputs=outputs, identity=identity, paths=list_paths,
+                     stacks_per_job=stacks_per_job, max_jobs=max_jobs)
 
 
 @ci_group.group("plans")

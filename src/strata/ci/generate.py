@@ -1,13 +1,20 @@
 """Pipeline files for GitHub Actions, GitLab CI and Azure DevOps.
 
-Every system gets the same flow:
+Every system gets the same flow (docs/ci.md describes it per platform):
 
-- a pull/merge request plans the changed stacks (``strata plan --changed``) and posts the summary as a comment;
-- a merge to main applies the affected stacks, one job per environment, non-production environments first,
-  production behind a manual approval;
-- a manually started destroy of one environment that only runs when the environment name is typed again;
-- OIDC federation for credentials (long-lived secrets are shown as a commented alternative);
-- applies (and destroys) of one environment never overlap.
+- a pull/merge request plans the changed stacks against ``strata ci base``, with policy checks, posts the
+  summary as one comment updated in place (``strata ci comment``) and keeps the saved plans as an encrypted
+  bundle (``strata ci plans pack``);
+- a merge to main applies environment after environment in promotion order (``ci { promotion }``), each
+  waiting for the one before; protected environments wait for an approval. The reviewed plan is applied
+  (``strata ci plans fetch`` + ``unpack`` + ``apply --plan``); without one (a direct push, an expired
+  artifact, Azure DevOps) main is planned, the plan shown in the job summary, and the approval-gated apply
+  applies that saved plan;
+- applies fan out: one job per group of (environment, wave, cloud, account) from ``strata ci matrix``, each
+  authenticated for its own cloud and account only (OIDC: AWS role, Azure federated login, GCP workload
+  identity federation);
+- terraform (or tofu) at the version the repository pins, checksum-verified; pip and provider caches;
+- a manually started destroy of one environment that only runs when the environment name is typed again.
 
 Output is text built line by line (not a YAML dump) so that it can carry comments, and it depends only on
 the repository: the same repository always gives byte-identical files.
@@ -16,7 +23,7 @@ Injection: environment names are validated to a safe set (:data:`strata.model.di
 the generator does not rely on it. Every repository value is written as a YAML double-quoted scalar with
 every special character escaped (:func:`q`), and never into a script: a script reads it from an
 environment variable (``env:``/``variables:``), quoted (``"$STRATA_ENVIRONMENT"``), so no value is ever
-parsed by a shell.
+parsed by a shell. Scripts are plain bash: no ``${{ }}`` expression is ever inside one.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ import re
 from typing import Literal
 
 from strata import __version__
+from strata.ci import settings
+from strata.ci.matrix import output_key, waves_per_environment
+from strata.ci.tools import Tool, tool
 from strata.errors import StrataError
 from strata.model.repository import Repository
 
@@ -36,12 +46,26 @@ PYTHON_VERSION = "3.11"
 # The distribution is tfstrata ("strata" on the package index is an unrelated project), pinned to this version;
 # [all] brings every backend's client (boto3 for s3, psycopg for pg)
 INSTALL = f'pip install "tfstrata[all]=={__version__}"'
+CLOUDS = ("aws", "azure", "gcp")
 
 # Every action is pinned to a full commit SHA; the comment names the release it is.
 CHECKOUT = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2"
 SETUP_PYTHON = "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065 # v5.6.0"
+CACHE = "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae # v5.0.5"
+UPLOAD_ARTIFACT = "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f # v7.0.0"
+DOWNLOAD_ARTIFACT = "actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c # v8.0.1"
+SETUP_TERRAFORM = "hashicorp/setup-terraform@dfe3c3f87815947d99a8997f908cb6525fc44e9e # v4.0.1"
+SETUP_OPENTOFU = "opentofu/setup-opentofu@a1320f892987e89d278cc92dc5adc984fb93aca4 # v2.0.2"
 AWS_CREDENTIALS = "aws-actions/configure-aws-credentials@b47578312673ae6fa5b5096b330d9fbac3d116df # v4.2.1"
-GITHUB_SCRIPT = "actions/github-script@60a0d83039c74a4aee543508d2ffcb1c3799cdea # v7.0.1"
+AZURE_LOGIN = "azure/login@a457da9ea143d694b1b9c7c869ebb04ebe844ef5 # v2.3.0"
+GCP_AUTH = "google-github-actions/auth@7c6bc770dae815cd3e89ee6cdf493a5fab2cc093 # v3.0.0"
+
+# The variable through which a script reads the environment's name (never pasted into the script).
+ENV_VAR = "STRATA_ENVIRONMENT"
+# The stacks of a job, separated by spaces (stack paths are validated: no white space in them).
+STACKS_VAR = "STRATA_STACKS"
+BUNDLE = "strata-plans.bundle"
+EMPTY_MATRIX = '{"include": []}'
 
 
 def header(system: System) -> list[str]:
@@ -52,22 +76,17 @@ def header(system: System) -> list[str]:
 
 
 def environments(repo: Repository) -> list[str]:
-    """The environments of the repository's stacks, sorted."""
-    return sorted({env for stack in repo.stacks.values() if (env := stack.environment)})
+    """The environments of the repository's stacks, in promotion order."""
+    return settings.promotion_order(repo)
 
 
 def is_production(repo: Repository, env: str) -> bool:
-    return env in repo.settings.production_environments
+    return settings.is_protected(repo, env)
 
 
-def ordered_environments(repo: Repository) -> tuple[list[str], list[str]]:
-    """(non-production, production) environments, each sorted."""
-    envs = environments(repo)
-    return [e for e in envs if not is_production(repo, e)], [e for e in envs if is_production(repo, e)]
-
-
-# The variable through which a script reads the environment's name (never pasted into the script).
-ENV_VAR = "STRATA_ENVIRONMENT"
+def clouds(repo: Repository) -> list[str]:
+    """The clouds strata authenticates to (aws, azure, gcp) that the repository's stacks use."""
+    return sorted({c for s in repo.stacks.values() if (c := s.dimension("cloud")) in CLOUDS})
 
 
 def job_id(env: str) -> str:
@@ -94,6 +113,11 @@ def q(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def flow(values: tuple[str, ...] | list[str]) -> str:
+    """A YAML flow list of double-quoted scalars."""
+    return "[" + ", ".join(q(v) for v in values) + "]"
+
+
 def _check_job_ids(envs: list[str]) -> None:
     """Two environments must not give one job identifier (``qa.1`` and ``qa-1``)."""
     seen: dict[str, str] = {}
@@ -106,463 +130,194 @@ def _check_job_ids(envs: list[str]) -> None:
 
 def generate(system: System, repo: Repository) -> dict[str, str]:
     """The pipeline files for ``system``: repository-relative path -> content."""
-    _check_job_ids(environments(repo))
+    if system not in SYSTEMS:
+        raise ValueError(f"unknown CI system {system!r} (choose one of {', '.join(SYSTEMS)})")
+    _check_job_ids(sorted(environments(repo)))
     if system == "github":
-        return _github(repo)
+        from strata.ci.github import github
+
+        return github(repo, tool(repo))
     if system == "gitlab":
-        return {".gitlab-ci.yml": _gitlab(repo)}
-    if system == "azure-devops":
-        return {"azure-pipelines.yml": _azure(repo)}
-    raise ValueError(f"unknown CI system {system!r} (choose one of {', '.join(SYSTEMS)})")
+        from strata.ci.gitlab import gitlab
+
+        return {".gitlab-ci.yml": gitlab(repo, tool(repo))}
+    from strata.ci.azure import azure
+
+    return {"azure-pipelines.yml": azure(repo, tool(repo))}
 
 
-# --- GitHub Actions -------------------------------------------------------------------------------------------
+# --- shared scripts (plain bash: every value comes from an environment variable) ------------------------------
 
-def _github_setup(indent: str) -> list[str]:
-    """Checkout, Python, strata, and AWS credentials through OIDC."""
+def base_args() -> str:
+    """The change-detection arguments: every stack when ``strata ci base`` prints nothing."""
+    return '${BASE:+--changed --base "$BASE"}'
+
+
+def summary_lines(target: str) -> list[str]:
+    """Append plan.md and its further parts (plan-2.md, ...) to ``target`` (a quoted shell word)."""
     return [
-        f"{indent}- uses: {CHECKOUT}",
-        f"{indent}  with:",
-        f"{indent}    fetch-depth: 0  # change detection compares with the target branch / previous commit",
-        f"{indent}- uses: {SETUP_PYTHON}",
-        f"{indent}  with:",
-        f"{indent}    python-version: {q(PYTHON_VERSION)}",
-        f"{indent}- name: Install strata",
-        f"{indent}  run: {INSTALL}",
-        f"{indent}- name: Check that terraform is installed",
-        f"{indent}  # Install terraform before this step if the runner image lacks it (any action: pin it to a",
-        f"{indent}  # full commit SHA like the others).",
-        f"{indent}  run: terraform version",
-        f"{indent}- name: Cloud credentials (OIDC federation)",
-        f"{indent}  uses: {AWS_CREDENTIALS}",
-        f"{indent}  with:",
-        f"{indent}    # an IAM role whose trust policy accepts this repository's GitHub OIDC tokens",
-        f"{indent}    role-to-assume: ${{{{ vars.STRATA_AWS_ROLE_ARN }}}}",
-        f"{indent}    aws-region: ${{{{ vars.AWS_REGION }}}}",
-        f"{indent}    # Alternative without OIDC (long-lived secrets): drop role-to-assume and use",
-        f"{indent}    # aws-access-key-id: ${{{{ secrets.AWS_ACCESS_KEY_ID }}}}",
-        f"{indent}    # aws-secret-access-key: ${{{{ secrets.AWS_SECRET_ACCESS_KEY }}}}",
+        f"cat plan.md >> {target}",
+        "n=2",
+        'while [ -f "plan-$n.md" ]; do',
+        f'  cat "plan-$n.md" >> {target}',
+        "  n=$((n + 1))",
+        "done",
     ]
 
 
-_COMMENT_SCRIPT = """\
-const fs = require('fs');
-// plan.md, then any further parts (plan-2.md, ...) when the summary is too long for one comment
-const parts = fs.readdirSync('.').filter((f) => /^plan(-\\d+)?\\.md$/.test(f))
-  .sort((a, b) => (parseInt(a.slice(5), 10) || 1) - (parseInt(b.slice(5), 10) || 1));
-for (const part of parts) {
-  await github.rest.issues.createComment({
-    owner: context.repo.owner,
-    repo: context.repo.repo,
-    issue_number: context.issue.number,
-    body: fs.readFileSync(part, 'utf8'),
-  });
-}"""
-
-
-def _github(repo: Repository) -> dict[str, str]:
-    others, production = ordered_environments(repo)
-    step = "      "
-    plan = [
-        *header("github"),
-        "name: strata plan",
-        "",
-        "on:",
-        "  pull_request:",
-        f"    branches: [{MAIN_BRANCH}]",
-        "",
-        "permissions:",
-        "  contents: read",
-        "  pull-requests: write  # the plan comment",
-        "  id-token: write  # OIDC: exchange GitHub's token for short-lived cloud credentials",
-        "",
-        "concurrency:",
-        "  group: strata-plan-${{ github.event.pull_request.number }}",
-        "  cancel-in-progress: true",
-        "",
-        "jobs:",
-        "  plan:",
-        "    name: Plan the changed stacks",
-        "    runs-on: ubuntu-latest",
-        "    steps:",
-        *_github_setup(step),
-        f"{step}- name: Plan",
-        f"{step}  env:",
-        f"{step}    BASE_REF: ${{{{ github.base_ref }}}}",
-        f'{step}  run: strata plan --changed --base "origin/$BASE_REF" --summary-md plan.md',
-        f"{step}- name: Post the plan as a pull request comment",
-        f"{step}  if: always() && hashFiles('plan.md') != ''",
-        f"{step}  uses: {GITHUB_SCRIPT}",
-        f"{step}  with:",
-        f"{step}    script: |",
-        *[f"{step}      {line}" if line else "" for line in _COMMENT_SCRIPT.splitlines()],
-    ]
-    apply = [
-        *header("github"),
-        "name: strata apply",
-        "",
-        "on:",
-        "  push:",
-        f"    branches: [{MAIN_BRANCH}]",
-        "",
-        "permissions:",
-        "  contents: read",
-        "  id-token: write  # OIDC: exchange GitHub's token for short-lived cloud credentials",
-        "",
-        "jobs:",
-    ]
-    for env in [*others, *production]:
-        jid = job_id(env)
-        apply += [f"  apply-{jid}:", f"    name: {q('Apply ' + env)}", "    runs-on: ubuntu-latest"]
-        if is_production(repo, env):
-            if others:
-                apply.append(f"    needs: [{', '.join('apply-' + job_id(e) for e in others)}]")
-            apply.append("    # production: configure required reviewers on this GitHub environment")
-            apply.append("    # (Settings > Environments) so the job waits for an approval")
-        apply += [
-            f"    environment: {q(env)}",
-            "    concurrency:  # two applies of one environment never overlap",
-            f"      group: {q('apply-' + jid)}",
-            "      cancel-in-progress: false",
-            "    steps:",
-            *_github_setup(step),
-            f"{step}- name: {q('Apply the affected stacks of ' + env)}",
-            f"{step}  env:",
-            f"{step}    {ENV_VAR}: {q(env)}",
-            f'{step}  run: strata apply --changed --base HEAD~1 --env "${ENV_VAR}" --yes',
-            "",
-        ]
-    envs = environments(repo)
-    destroy = [
-        *header("github"),
-        "name: strata destroy",
-        "",
-        "on:",
-        "  workflow_dispatch:",
-        "    inputs:",
-        "      environment:",
-        "        description: Environment to destroy",
-        "        type: choice",
-        "        required: true",
-        "        options:",
-        *[f"          - {q(env)}" for env in envs],
-        "      confirm:",
-        "        description: Type the environment name again to confirm",
-        "        type: string",
-        "        required: true",
-        "",
-        "permissions:",
-        "  contents: read",
-        "  id-token: write  # OIDC: exchange GitHub's token for short-lived cloud credentials",
-        "",
-        "jobs:",
-        "  destroy:",
-        "    name: Destroy ${{ inputs.environment }}",
-        "    runs-on: ubuntu-latest",
-        "    environment: ${{ inputs.environment }}",
-        "    concurrency:  # never at the same time as an apply of the environment",
-        "      group: apply-${{ inputs.environment }}",
-        "      cancel-in-progress: false",
-        "    steps:",
-        f"{step}- name: Check the confirmation",
-        f"{step}  env:",
-        f"{step}    ENVIRONMENT: ${{{{ inputs.environment }}}}",
-        f"{step}    CONFIRM: ${{{{ inputs.confirm }}}}",
-        f"{step}  run: |",
-        f'{step}    if [ "$CONFIRM" != "$ENVIRONMENT" ]; then',
-        f'{step}      echo "::error::confirm must be the environment name ($ENVIRONMENT); nothing destroyed"',
-        f"{step}      exit 1",
-        f"{step}    fi",
-        *_github_setup(step),
-        f"{step}- name: Destroy",
-        f"{step}  env:",
-        f"{step}    ENVIRONMENT: ${{{{ inputs.environment }}}}",
-        f'{step}  run: strata destroy --env "$ENVIRONMENT" --yes',
-    ]
-    return {
-        ".github/workflows/strata-apply.yml": _text(apply),
-        ".github/workflows/strata-destroy.yml": _text(destroy),
-        ".github/workflows/strata-plan.yml": _text(plan),
-    }
-
-
-# --- GitLab CI ------------------------------------------------------------------------------------------------
-
-def _gitlab(repo: Repository) -> str:
-    others, production = ordered_environments(repo)
-    lines = [
-        *header("gitlab"),
-        "stages: [plan, apply, destroy]",
-        "",
-        "workflow:",
-        "  rules:",
-        '    - if: $CI_PIPELINE_SOURCE == "merge_request_event"',
-        "    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH",
-        '    - if: $CI_PIPELINE_SOURCE == "web"',
-        "",
-        ".strata:",
-        f"  image: {q('python:' + PYTHON_VERSION)}  # add terraform to the image (or install it in before_script)",
-        "  variables:",
-        "    GIT_DEPTH: 0  # change detection compares with the target branch / previous commit",
-        "  id_tokens:  # OIDC federation: a short-lived token exchanged for cloud credentials",
-        "    STRATA_ID_TOKEN:",
-        "      aud: sts.amazonaws.com",
-        "  before_script:",
-        f"    - {INSTALL}",
-        '    - echo "$STRATA_ID_TOKEN" > "$CI_BUILDS_DIR/.strata-oidc-token"',
-        '    - export AWS_WEB_IDENTITY_TOKEN_FILE="$CI_BUILDS_DIR/.strata-oidc-token"',
-        "    # STRATA_AWS_ROLE_ARN: a CI/CD variable naming an IAM role that trusts this project's tokens",
-        '    - export AWS_ROLE_ARN="$STRATA_AWS_ROLE_ARN"',
-        "    # Alternative without OIDC: drop the three lines above and set AWS_ACCESS_KEY_ID and",
-        "    # AWS_SECRET_ACCESS_KEY as masked, protected CI/CD variables.",
-        "",
-        "plan:",
-        "  extends: .strata",
-        "  stage: plan",
-        "  rules:",
-        '    - if: $CI_PIPELINE_SOURCE == "merge_request_event"',
-        "  script:",
-        '    - git fetch origin "$CI_MERGE_REQUEST_TARGET_BRANCH_NAME"',
-        '    - strata plan --changed --base "origin/$CI_MERGE_REQUEST_TARGET_BRANCH_NAME" --summary-md plan.md',
-        "    # the merge request note; STRATA_GITLAB_TOKEN: a project access token (api scope) in a masked variable",
-        "    - >-",
-        '      for part in $(ls plan.md plan-*.md 2>/dev/null | sort -t- -k2 -n); do',
-        '      curl --fail --silent --show-error --request POST --header "PRIVATE-TOKEN: $STRATA_GITLAB_TOKEN"',
-        '      --data-urlencode "body@$part"',
-        '      "$CI_API_V4_URL/projects/$CI_PROJECT_ID/merge_requests/$CI_MERGE_REQUEST_IID/notes" || exit 1;',
-        "      done",
-        "  artifacts:",
-        "    when: always",
-        "    paths: [plan.md]",
-        "",
-    ]
-    for env in [*others, *production]:
-        jid = job_id(env)
-        prod = is_production(repo, env)
-        lines += [
-            f"apply-{jid}:",
-            "  extends: .strata",
-            "  stage: apply",
-            f"  resource_group: {q('apply-' + jid)}  # two applies of one environment never overlap",
-        ]
-        if prod and others:
-            lines.append(f"  needs: [{', '.join(q('apply-' + job_id(e)) for e in others)}]")
-        lines += ["  rules:", "    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"]
-        if prod:
-            lines += ["      when: manual  # approval: protect this environment (Settings > CI/CD > Protected",
-                      "      allow_failure: false  # environments) so only approvers can start the job"]
-        lines += [
-            "  variables:",
-            *_gitlab_variable(ENV_VAR, env),
-            "  environment:",
-            f"    name: {q(env)}",
-            f"    deployment_tier: {'production' if prod else _tier(env)}",
-            "  script:",
-            f'    - strata apply --changed --base HEAD~1 --env "${ENV_VAR}" --yes',
-            "",
-        ]
-    for env in environments(repo):
-        jid = job_id(env)
-        lines += [
-            f"destroy-{jid}:",
-            "  extends: .strata",
-            "  stage: destroy",
-            f"  resource_group: {q('apply-' + jid)}",
-            "  rules:  # run the pipeline from the web UI, start this job and set CONFIRM to the environment name",
-            '    - if: $CI_PIPELINE_SOURCE == "web"',
-            "      when: manual",
-            "  variables:",
-            '    CONFIRM: ""',
-            *_gitlab_variable(ENV_VAR, env),
-            "  environment:",
-            f"    name: {q(env)}",
-            "    action: stop",
-            "  script:",
-            f"    - 'if [ \"$CONFIRM\" != \"${ENV_VAR}\" ]; then"
-            f" echo \"set CONFIRM to ${ENV_VAR} to destroy it\"; exit 1; fi'",
-            f'    - strata destroy --env "${ENV_VAR}" --yes',
-            "",
-        ]
-    return _text(lines)
-
-
-def _gitlab_variable(name: str, value: str) -> list[str]:
-    """A job variable GitLab passes as it is (``expand: false``: a ``$`` in it is not another variable)."""
-    return [f"    {name}:", f"      value: {q(value)}", "      expand: false"]
-
-
-def _tier(env: str) -> str:
-    lowered = env.lower()
-    for tier, names in (("staging", ("stag", "preprod", "pre-prod", "uat")), ("testing", ("test", "qa")),
-                        ("development", ("dev", "sandbox"))):
-        if any(n in lowered for n in names):
-            return tier
-    return "other"
-
-
-# --- Azure DevOps ---------------------------------------------------------------------------------------------
-
-def _azure_setup(indent: str) -> list[str]:
+def fetch_or_plan(summary_format: str, summary: list[str]) -> list[str]:
+    """The reviewed plan (``strata ci plans fetch``), else (exit 3) a plan of main shown in the job summary;
+    either way ``strata-plans.bundle`` holds the plans the approval-gated apply applies."""
     return [
-        f"{indent}- checkout: self",
-        f"{indent}  fetchDepth: 0  # change detection compares with the target branch / previous commit",
-        f"{indent}- task: UsePythonVersion@0",
-        f"{indent}  inputs:",
-        f"{indent}    versionSpec: {q(PYTHON_VERSION)}",
-        f"{indent}- script: {INSTALL}",
-        f"{indent}  displayName: Install strata",
+        "status=0",
+        f"strata ci plans fetch {BUNDLE} || status=$?",
+        'if [ "$status" -eq 3 ]; then',
+        '  echo "No reviewed plan (a direct push, or it expired): planning main; the apply applies this plan."',
+        f'  read -r -a stacks <<< "${STACKS_VAR}"',
+        f'  strata plan "${{stacks[@]}}" --out --policy --summary-md plan.md --summary-format {summary_format}',
+        *indent(summary, 2),
+        f"  strata ci plans pack {BUNDLE}",
+        'elif [ "$status" -ne 0 ]; then',
+        '  exit "$status"',
+        "else",
+        '  echo "Applying the plan reviewed in the pull request."',
+        "fi",
     ]
 
 
-def _azure_strata(indent: str, command: str, name: str, env_vars: dict[str, str] | None = None) -> list[str]:
-    """A step that runs ``command`` with credentials from the service connection (workload identity)."""
-    lines = [
-        f"{indent}- task: AzureCLI@2",
-        f"{indent}  displayName: {q(name)}",
-        f"{indent}  inputs:",
-        f"{indent}    # an Azure Resource Manager service connection using workload identity federation (OIDC);",
-        f"{indent}    # the secret-based alternative is the same connection type with a service principal secret",
-        f"{indent}    azureSubscription: strata",
-        f"{indent}    scriptType: bash",
-        f"{indent}    scriptLocation: inlineScript",
-        f"{indent}    addSpnToEnvironment: true",
-        f"{indent}    inlineScript: |",
-        f'{indent}      export ARM_USE_OIDC=true ARM_OIDC_TOKEN="$idToken" ARM_CLIENT_ID="$servicePrincipalId"',
-        f'{indent}      export ARM_TENANT_ID="$tenantId"',
-        f"{indent}      {command}",
+def apply_saved() -> list[str]:
+    return [
+        f'read -r -a stacks <<< "${STACKS_VAR}"',
+        f"strata ci plans unpack {BUNDLE}",
+        'strata apply --plan "${stacks[@]}" --yes',
     ]
-    if env_vars:
-        lines.append(f"{indent}  env:")
-        lines += [f"{indent}    {k}: {q(v)}" for k, v in sorted(env_vars.items())]
-    return lines
 
 
-_AZURE_COMMENT = """\
-python - <<'PY'
-import glob, json, os, re, urllib.request
-parts = sorted(glob.glob("plan.md") + glob.glob("plan-*.md"), key=lambda p: int(re.sub(r"\\D", "", p) or 1))
-url = (os.environ["COLLECTION_URI"] + os.environ["PROJECT"] + "/_apis/git/repositories/" + os.environ["REPO_ID"]
-       + "/pullRequests/" + os.environ["PR_ID"] + "/threads?api-version=7.1")
-for part in parts:
-    body = {"comments": [{"parentCommentId": 0, "content": open(part).read(), "commentType": 1}], "status": 1}
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
-        "Authorization": "Bearer " + os.environ["SYSTEM_ACCESSTOKEN"], "Content-Type": "application/json"})
-    urllib.request.urlopen(request).read()
-PY"""
-
-
-def _azure(repo: Repository) -> str:
-    others, production = ordered_environments(repo)
-    envs = environments(repo)
-    step = "          "
-    deploy_step = "                "
-    lines = [
-        *header("azure-devops"),
-        "trigger:",
-        "  branches:",
-        f"    include: [{MAIN_BRANCH}]",
-        "",
-        "pr:",
-        "  branches:",
-        f"    include: [{MAIN_BRANCH}]",
-        "",
-        "parameters:",
-        "  - name: destroyEnvironment",
-        "    displayName: Environment to destroy (none for a normal run)",
-        "    type: string",
-        "    default: none",
-        "    values:",
-        "      - none",
-        *[f"      - {q(env)}" for env in envs],
-        "  - name: confirmDestroy",
-        "    displayName: Type the environment name again to confirm the destroy",
-        "    type: string",
-        "    default: ' '",
-        "",
-        "pool:",
-        "  vmImage: ubuntu-latest",
-        "",
-        "stages:",
-        "  - stage: plan",
-        "    displayName: Plan the changed stacks",
-        "    condition: eq(variables['Build.Reason'], 'PullRequest')",
-        "    jobs:",
-        "      - job: plan",
-        "        steps:",
-        *_azure_setup(step),
-        *_azure_strata(step, 'strata plan --changed --base "origin/${TARGET_BRANCH#refs/heads/}" --summary-md plan.md',
-                       "Plan", {"TARGET_BRANCH": "$(System.PullRequest.TargetBranch)"}),
-        f"{step}- script: |",
-        *[f"{step}    {line}" for line in _AZURE_COMMENT.splitlines()],
-        f"{step}  displayName: Post the plan as a pull request comment",
-        f"{step}  condition: succeededOrFailed()",
-        f"{step}  env:",
-        f"{step}    SYSTEM_ACCESSTOKEN: $(System.AccessToken)  # the build service needs Contribute to pull requests",
-        f"{step}    COLLECTION_URI: $(System.CollectionUri)",
-        f"{step}    PROJECT: $(System.TeamProject)",
-        f"{step}    REPO_ID: $(Build.Repository.ID)",
-        f"{step}    PR_ID: $(System.PullRequest.PullRequestId)",
-        "",
+def install_tool(tool_: Tool) -> list[str]:
+    """Download terraform/tofu into ``$STRATA_TOOL_DIR/bin`` (the download is kept there, a cacheable folder)
+    after checking it against the release's SHA256SUMS. Reads STRATA_TOOL_DIR, STRATA_TOOL_URL,
+    STRATA_TOOL_ZIP and STRATA_TOOL_SUMS (:func:`tool_variables`); the caller puts the bin folder on PATH."""
+    return [
+        'mkdir -p "$STRATA_TOOL_DIR/bin"',
+        'cd "$STRATA_TOOL_DIR"',
+        'if [ ! -f "$STRATA_TOOL_ZIP" ]; then',
+        '  curl --fail --silent --show-error --location --remote-name "$STRATA_TOOL_URL/$STRATA_TOOL_ZIP"',
+        "fi",
+        'curl --fail --silent --show-error --location --remote-name "$STRATA_TOOL_URL/$STRATA_TOOL_SUMS"',
+        'grep "  $STRATA_TOOL_ZIP\\$" "$STRATA_TOOL_SUMS" | sha256sum --check --strict -',
+        f'python -m zipfile -e "$STRATA_TOOL_ZIP" bin && chmod +x "bin/{tool_.name}"',
+        'cd "$OLDPWD"',
+        f'"$STRATA_TOOL_DIR/bin/{tool_.name}" version',
     ]
-    apply_condition = ("and(succeeded(), ne(variables['Build.Reason'], 'PullRequest'), "
-                       f"eq(variables['Build.SourceBranch'], 'refs/heads/{MAIN_BRANCH}'), "
-                       "eq('${{ parameters.destroyEnvironment }}', 'none'))")
-    for env in [*others, *production]:
-        sid = "apply_" + job_id(env).replace("-", "_")
-        prod = is_production(repo, env)
-        depends = [("apply_" + job_id(e).replace("-", "_")) for e in others] if prod else []
-        lines += [
-            f"  - stage: {sid}",
-            f"    displayName: {q('Apply ' + env)}",
-            f"    dependsOn: [{', '.join(depends)}]",
-            f'    condition: "{apply_condition}"',
-            "    lockBehavior: sequential  # two applies of one environment never overlap",
-            "    jobs:",
-            "      - deployment: apply",
-        ]
-        if prod:
-            lines.append("        # production: add an Approvals check on this environment (Pipelines > Environments)")
-        lines += [
-            f"        environment: {q(env)}",
-            "        strategy:",
-            "          runOnce:",
-            "            deploy:",
-            "              steps:",
-            *_azure_setup(deploy_step),
-            *_azure_strata(deploy_step, f'strata apply --changed --base HEAD~1 --env "${ENV_VAR}" --yes',
-                           f"Apply the affected stacks of {env}", {ENV_VAR: env}),
-            "",
-        ]
-    lines += [
-        "  - stage: destroy",
-        "    displayName: Destroy ${{ parameters.destroyEnvironment }}",
-        "    dependsOn: []",
-        "    condition: ne('${{ parameters.destroyEnvironment }}', 'none')",
-        "    lockBehavior: sequential",
-        "    jobs:",
-        "      - deployment: destroy",
-        "        environment: ${{ parameters.destroyEnvironment }}",
-        "        strategy:",
-        "          runOnce:",
-        "            deploy:",
-        "              steps:",
-        f"{deploy_step}- script: |",
-        f'{deploy_step}    if [ "$CONFIRM" != "$ENVIRONMENT" ]; then',
-        f'{deploy_step}      echo "##vso[task.logissue type=error]confirmDestroy differs: nothing destroyed"',
-        f"{deploy_step}      exit 1",
-        f"{deploy_step}    fi",
-        f"{deploy_step}  displayName: Check the confirmation",
-        f"{deploy_step}  env:",
-        f"{deploy_step}    ENVIRONMENT: ${{{{ parameters.destroyEnvironment }}}}",
-        f"{deploy_step}    CONFIRM: ${{{{ parameters.confirmDestroy }}}}",
-        *_azure_setup(deploy_step),
-        *_azure_strata(deploy_step, 'strata destroy --env "$ENVIRONMENT" --yes', "Destroy",
-                       {"ENVIRONMENT": "${{ parameters.destroyEnvironment }}"}),
-    ]
-    return _text(lines)
 
 
-def _text(lines: list[str]) -> str:
+def tool_variables(tool_: Tool) -> dict[str, str]:
+    return {"STRATA_TOOL_URL": tool_.download_url, "STRATA_TOOL_ZIP": tool_.zip_name,
+            "STRATA_TOOL_SUMS": tool_.sums_name}
+
+
+def text(lines: list[str]) -> str:
     while lines and lines[-1] == "":
         lines.pop()
     return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def indent(lines: list[str], by: int) -> list[str]:
+    pad = " " * by
+    return [pad + line if line else "" for line in lines]
+
+
+def block(key: str, script: list[str]) -> list[str]:
+    """``key: |`` followed by the script's lines."""
+    return [f"{key}: |", *indent(script, 2)]
+
+
+def every_wave(repo: Repository) -> list[tuple[str, int]]:
+    """(environment, wave) in apply order: environments in promotion order, waves within each."""
+    counts = waves_per_environment(repo)
+    return [(env, n) for env in environments(repo) for n in range(counts.get(env, 0))]
+
+
+__all__ = ["EMPTY_MATRIX", "SYSTEMS", "System", "generate", "output_key", "q"]
+
+
+# --- static groups (GitLab, Azure DevOps) ------------------------------------------------------------------------
+
+class Group:
+    """The stacks of one environment, cloud and account: one plan job and one apply job on GitLab and Azure
+    DevOps, whose credentials must be written into the file (GitLab ``id_tokens``, Azure service connections)."""
+
+    def __init__(self, env: str, cloud: str, account: str) -> None:
+        self.env, self.cloud, self.account = env, cloud, account
+        self.needs: list[Group] = []  # groups of the same environment holding stacks these depend on
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.env, self.cloud, self.account
+
+    @property
+    def name(self) -> str:
+        """``ENV-CLOUD-ACCOUNT`` as a job name part (letters, digits, ``_`` and ``-``)."""
+        parts = [self.env, self.cloud or "nocloud", *([self.account] if self.account else [])]
+        return job_id("-".join(parts))
+
+    def selection(self) -> str:
+        """The ``strata ci matrix`` selection options of the group (values read from the job's variables)."""
+        out = f'--env "${ENV_VAR}"'
+        if self.cloud:
+            out += ' --cloud "$STRATA_CLOUD"'
+        if self.account:
+            out += ' --account "$STRATA_ACCOUNT"'
+        return out
+
+
+def groups(repo: Repository) -> list[Group]:
+    """Every (environment, cloud, account) group of the repository in apply order: environments in promotion
+    order, within one the groups a group depends on first. Raises :class:`StrataError` when a group cannot be
+    selected alone (stacks without a cloud or an account next to ones with) or groups depend on each other."""
+    out: list[Group] = []
+    for env in environments(repo):
+        stacks = [s for s in repo.stacks.values() if s.environment == env]
+        by_key: dict[tuple[str, str, str], Group] = {}
+        group_of: dict[str, Group] = {}
+        for stack in sorted(stacks, key=lambda s: s.path):
+            key = (env, stack.dimension("cloud") or "", stack.dimension("account_id") or "")
+            group_of[stack.path] = by_key.setdefault(key, Group(*key))
+        keys = sorted(by_key)
+        for _, cloud, account in keys:
+            if (not cloud and len(keys) > 1) or (not account and any(k[1] == cloud and k[2] for k in keys)):
+                example = next(s.path for s in stacks if group_of[s.path].key == (env, cloud, account))
+                what = "cloud" if not cloud else "account_id"
+                raise StrataError(f"{example} sets no {what}, and other stacks of environment {env!r} do: the "
+                                  "GitLab and Azure DevOps pipelines select each job's stacks by cloud and account; "
+                                  f"set {what} on every stack of {env!r} (or on none)")
+        graph = repo.graph
+        for path, group in group_of.items():
+            for dep in sorted(graph.depends_on.get(path, set())):
+                other = group_of.get(dep)
+                if other is not None and other is not group and other not in group.needs:
+                    group.needs.append(other)
+        done: list[Group] = []
+        pending = [by_key[k] for k in keys]
+        while pending:
+            ready = [g for g in pending if all(n in done for n in g.needs)]
+            if not ready:
+                names = ", ".join(g.name for g in pending)
+                raise StrataError(f"the stacks of {names} depend on each other across accounts or clouds both "
+                                  "ways; no job order can apply them (run `strata graph` to see the edges)")
+            done += ready
+            pending = [g for g in pending if g not in ready]
+        for group in done:
+            group.needs.sort(key=lambda g: g.key)
+        out += done
+    _check_group_names(out)
+    return out
+
+
+def _check_group_names(found: list[Group]) -> None:
+    seen: dict[str, Group] = {}
+    for group in found:
+        other = seen.setdefault(group.name.replace("-", "_").lower(), group)
+        if other is not group:
+            raise StrataError(f"the groups {'/'.join(other.key)} and {'/'.join(group.key)} would share the CI job "
+                              f"name {group.name!r}; rename an environment, cloud or account")

@@ -40,13 +40,24 @@ def generate(ws: Workspace, system: Literal["github", "gitlab", "azure-devops"],
     return 0
 
 
-def matrix(ws: Workspace, selection: Selection) -> int:
+def matrix(ws: Workspace, selection: Selection, *, outputs: bool = False, identity: str | None = None,
+           paths: bool = False,
+           stacks_per_job: int = 1, max_jobs: int = 256) -> int:
     from strata.ci.matrix import matrix as build
+    from strata.ci.matrix import output_lines
 
     repo = ws.repository()
     repo.require_valid()
     stacks = select(repo, selection, ws.cwd)
-    out(json.dumps(build(repo, stacks), indent=2))
+    result = build(repo, stacks, stacks_per_job=stacks_per_job, max_jobs=max_jobs)
+    if outputs:
+        for line in output_lines(repo, result["jobs"], selected=stacks, identity=identity):
+            out(line)
+    elif paths:
+        for path in (entry["stack"] for entry in result["include"]):
+            out(path)
+    else:
+        out(json.dumps(result, indent=2))
     return 0
 
 

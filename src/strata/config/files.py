@@ -17,7 +17,7 @@ from strata.errors import ConfigError, Source
 DIMENSIONS = ("cloud", "account_id", "environment", "region", "layer", "client")
 
 TOP_ATTRIBUTES = frozenset({*DIMENSIONS, "inputs", "dependencies"})
-TOP_BLOCKS = frozenset({"strata", "locals", "backend", "bootstrap", "stack", "dependency"})
+TOP_BLOCKS = frozenset({"strata", "ci", "locals", "backend", "bootstrap", "stack", "dependency"})
 STACK_ATTRIBUTES = frozenset({"name", "description", "tags"})
 DEPENDENCY_ATTRIBUTES = frozenset({"path", "mock_outputs"})
 # How `strata bootstrap` builds the backend (inherited and merged like backend settings; deeper wins).
@@ -59,6 +59,7 @@ class ConfigFile:
     display: str  # the path as shown in messages (relative to the working directory)
     absdir: str  # absolute folder, for file() and relative paths
     settings: StackDecl | None = None  # the root `strata {}` block
+    ci: ast.Block | None = None  # the root `ci {}` block (decoded by strata.config.ci)
     locals: dict[str, ast.Attribute] = field(default_factory=dict)
     dimensions: dict[str, ast.Attribute] = field(default_factory=dict)
     backend: BackendDecl | None = None
@@ -167,6 +168,13 @@ def decode(body: ast.Body, directory: str, display: str, absdir: str) -> tuple[C
                 err("the strata block takes no labels", block.line)
             _check_names(block, SETTINGS_ATTRIBUTES, "the strata block", err)
             cfg.settings = StackDecl({a.name: a for a in block.body.attributes}, block.line)
+        elif kind == "ci":
+            if directory:
+                err("the ci {} block belongs in the repository root strata.hcl only", block.line)
+            elif cfg.ci is not None:
+                err(f"a second ci block in this file (the first is at line {cfg.ci.line})", block.line)
+            else:
+                cfg.ci = block
         else:
             err(_unknown("block", kind, TOP_BLOCKS, "strata.hcl"), block.line)
     return cfg, errors

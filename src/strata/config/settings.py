@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strata.config import ast
+from strata.config.ci import CISettings, load_ci
 from strata.config.evaluate import Context, evaluate
 from strata.config.files import ConfigFile
 from strata.config.limits import shorten
@@ -29,6 +30,7 @@ class Settings:
     network_scope: tuple[str, ...] = ("cloud", "account_id", "environment")
     backend_file: str = "strata_backend.tf"
     inputs_file: str = "strata_inputs.auto.tfvars"
+    ci: CISettings | None = None  # the ci {} block; None: the pipelines' defaults
     sources: dict[str, Source] = field(default_factory=dict)
 
 
@@ -53,6 +55,8 @@ def load_settings(cfg: ConfigFile) -> tuple[Settings, list[ConfigError]]:
     """Evaluate the root file's ``strata {}`` block; unset settings keep their defaults."""
     settings = Settings()
     errors: list[ConfigError] = []
+    if cfg.ci is not None:
+        settings.ci, errors = load_ci(cfg.ci, cfg.display, cfg.absdir)
     if cfg.settings is None:
         return settings, errors
     from strata.model.dimensions import DIMENSION_NAMES
