@@ -232,13 +232,20 @@ def test_the_example_gates_production_through_its_ci_block(example: Repository) 
     ("ci {}\nci {}\n", 2, "a second ci block in this file (the first is at line 2)"),
     ('ci {\n  aws {\n    role = local.x\n  }\n}\n', 3, "settings in the ci block must be constant values"),
     ('ci {\n  aws {\n    role = "a\\nb"\n  }\n}\n', 3, "role must be one line without control characters"),
+    ('ci {\n  azure {\n    client_id = "$${{ secrets.X }}"\n    tenant_id = "t"\n    subscription_id = "s"\n  }\n}\n',
+     3, "client_id must not contain $: the pipelines carry it as it is"),
+    ('ci {\n  promotion = ["dev", "prodution"]\n}\n', 2, "ci { promotion } names 'prodution', an environment no "
+     "stack has (environments: dev)"),
+    ('ci {\n  environment "prodution" {\n    protected = true\n  }\n}\n', 2,
+     "ci { environment 'prodution' }: no stack has this environment (environments: dev)"),
 ])
 def test_a_bad_ci_block_is_an_error_at_its_line(strata: Any, tmp_path: Path, block: str, line: int,
                                                  message: str) -> None:
     root = write_tree(tmp_path / "repo", {"strata.hcl": "strata {}\n" + block, "dev/app/strata.hcl": "stack {}\n"})
-    result = strata("ci", "generate", "github", cwd=root)
-    assert result.code == 1, result.output
-    assert f"strata.hcl:{line + 1}: error: " in result.output and message in result.output, result.output
+    for command in (("ci", "generate", "github"), ("ci", "matrix")):
+        result = strata(*command, cwd=root)
+        assert result.code == 1, result.output
+        assert f"strata.hcl:{line + 1}: error: " in result.output and message in result.output, result.output
     assert not (root / ".github").exists()
 
 

@@ -132,6 +132,7 @@ def generate(system: System, repo: Repository) -> dict[str, str]:
     """The pipeline files for ``system``: repository-relative path -> content."""
     if system not in SYSTEMS:
         raise ValueError(f"unknown CI system {system!r} (choose one of {', '.join(SYSTEMS)})")
+    settings.check(repo)
     _check_job_ids(sorted(environments(repo)))
     if system == "github":
         from strata.ci.github import github
@@ -176,7 +177,7 @@ def fetch_or_plan(summary_format: str, summary: list[str]) -> list[str]:
         f'  read -r -a stacks <<< "${STACKS_VAR}"',
         f'  strata plan "${{stacks[@]}}" --out --policy --summary-md plan.md --summary-format {summary_format}',
         *indent(summary, 2),
-        f"  strata ci plans pack {BUNDLE}",
+        f'  strata ci plans pack {BUNDLE} "${{stacks[@]}}"',
         'elif [ "$status" -ne 0 ]; then',
         '  exit "$status"',
         "else",

@@ -9,7 +9,7 @@ protected (an approval before their apply) and come after every other environmen
 from __future__ import annotations
 
 from strata.config.ci import DEFAULT_PARALLELISM, DEFAULT_RUNNER, PLACEHOLDERS, EnvironmentCI
-from strata.errors import StrataError
+from strata.errors import Diagnostic, ProblemsFound, StrataError
 from strata.model.repository import Repository
 
 
@@ -97,3 +97,25 @@ def credentials(repo: Repository, env: str, cloud: str, account: str) -> dict[st
     """The settings one job of ``env`` uses to authenticate to ``cloud`` as ``account``, placeholders filled."""
     values = {"environment": env, "cloud": cloud, "account_id": account}
     return {name: fill(t, values) for name, t in sorted(credential_templates(repo, env, cloud).items())}
+
+
+def check(repo: Repository) -> None:
+    """Refuse a ci block naming an environment no stack has (a typo would leave ``production`` unprotected or
+    first in line): :class:`ProblemsFound` with the file:line of each name."""
+    ci = repo.settings.ci
+    if ci is None:
+        return
+    known = environments(repo)
+    shown = ", ".join(known) or "none"
+    problems: list[Diagnostic] = []
+    for setting, names in (("promotion", ci.promotion), ("protected", ci.protected)):
+        for name in names or ():
+            if name not in known:
+                problems.append(Diagnostic("error", f"ci {{ {setting} }} names {name!r}, an environment no stack has "
+                                                    f"(environments: {shown})", ci.sources.get(setting, ci.source)))
+    for name, block in ci.environments.items():
+        if name not in known:
+            problems.append(Diagnostic("error", f"ci {{ environment {name!r} }}: no stack has this environment "
+                                                f"(environments: {shown})", block.source))
+    if problems:
+        raise ProblemsFound(problems)

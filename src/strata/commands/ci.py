@@ -41,15 +41,27 @@ def generate(ws: Workspace, system: Literal["github", "gitlab", "azure-devops"],
 
 
 def matrix(ws: Workspace, selection: Selection, *, outputs: bool = False, identity: str | None = None,
-           paths: bool = False,
-           stacks_per_job: int = 1, max_jobs: int = 256) -> int:
+           paths: bool = False, stacks_per_job: int = 1, max_jobs: int = 256) -> int:
     from strata.ci.matrix import matrix as build
     from strata.ci.matrix import output_lines
+    from strata.errors import UsageError
+    from strata.output import err
+
+    if identity and not outputs:
+        raise UsageError("--identity goes with --outputs (it adds the identity lines to them)")
+    if outputs and paths:
+        raise UsageError("--outputs and --paths print different things; choose one")
+    from strata.ci.settings import check
 
     repo = ws.repository()
     repo.require_valid()
+    check(repo)
     stacks = select(repo, selection, ws.cwd)
     result = build(repo, stacks, stacks_per_job=stacks_per_job, max_jobs=max_jobs)
+    homeless = sorted(s.path for s in stacks if not s.environment)
+    if homeless and (outputs or not paths):
+        err(f"note: {len(homeless)} selected stack(s) without an environment are in no job (the pipelines apply "
+            f"environment by environment): {', '.join(homeless[:5])}{' ...' if len(homeless) > 5 else ''}")
     if outputs:
         for line in output_lines(repo, result["jobs"], selected=stacks, identity=identity):
             out(line)

@@ -71,6 +71,7 @@ class CISettings:
     runner: tuple[str, ...] | None = None  # None: each platform's default (GitHub ubuntu-latest)
     credentials: dict[str, dict[str, str]] = field(default_factory=dict)  # cloud -> setting -> template
     environments: dict[str, EnvironmentCI] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)  # where promotion and protected are set
 
 
 class _Constants:
@@ -96,6 +97,9 @@ def _template(value: Any, name: str) -> str:
         raise ValueError(f"{name} must be a non-empty string")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         raise ValueError(f"{name} must be one line without control characters")
+    bad = sorted({ch for ch in value if ch in "$`\"'\\"})
+    if bad:  # a CI system would read them as its own syntax (${{ }}, $(macro), $VAR)
+        raise ValueError(f"{name} must not contain {' '.join(bad)}: the pipelines carry it as it is")
     for placeholder in _PLACEHOLDER.findall(value):
         if placeholder not in PLACEHOLDERS:
             raise ValueError(f"{name}: unknown placeholder {{{placeholder}}}; a CI job covers one environment, "
@@ -164,7 +168,9 @@ class _Decoder:
                     target.protected = value
                 elif name == "protected" and isinstance(target, CISettings):
                     target.protected = () if value == [] else _labels(value, "protected")
+                    target.sources[name] = self.source(attr.line)
                 elif name == "promotion" and isinstance(target, CISettings):
+                    target.sources[name] = self.source(attr.line)
                     target.promotion = _labels(value, "promotion")
                     repeated = sorted({e for e in target.promotion if target.promotion.count(e) > 1})
                     if repeated:
