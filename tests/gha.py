@@ -456,7 +456,8 @@ class Workflow:
                 except Exception as exc:  # a simulated action that fails fails the step
                     outcome, text = "failure", f"{action}: {exc}"
             else:
-                script = _TEMPLATE.sub(lambda m: _text(evaluator.evaluate(m.group(1))), str(step["run"]))
+                script = interpolate(str(step["run"]), evaluator)
+                script = script if isinstance(script, str) else _text(script)
                 outcome, text, outputs, new_env = _run_bash(script, step_env, workspace, runner,
                                                             index, step.get("working-directory"))
                 env.update(new_env)

