@@ -360,7 +360,7 @@ def test_github_apply_applies_the_reviewed_plan_or_a_plan_of_main(multi_cloud: R
     assert upload["with"]["name"] == "strata-plans-main-${{ matrix.id }}"
     apply = jobs_["apply-staging-1"]
     (download,) = steps_using(apply, "actions/download-artifact")
-    assert download["with"]["name"] == "strata-plans-main-${{ matrix.id }}"
+    assert download["with"]["name"] == "strata-plans-main-${{ matrix.group }}"  # the plan job of its group
     (run_step,) = [s for s in apply["steps"] if "strata apply" in s.get("run", "")]
     assert run_step["run"].splitlines() == ['read -r -a stacks <<< "$STRATA_STACKS"',
                                             "strata ci plans unpack strata-plans.bundle",
@@ -649,6 +649,13 @@ def test_a_hand_written_file_is_never_overwritten(strata: Any, multi_cloud: Repo
     assert hand.read_text() == "stages: [mine]\n"
 
 
+def test_a_repository_without_environments_is_refused(strata: Any, tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "repo", {"strata.hcl": "strata {}\n", "app/strata.hcl": "stack {}\n"})
+    result = strata("ci", "generate", "github", cwd=root)
+    assert result.code == 1 and "no stack has an environment" in result.output, result.output
+    assert not (root / ".github").exists()
+
+
 def test_unknown_system_is_refused(example: Repository) -> None:
     with pytest.raises(ValueError, match="unknown CI system"):
         generate("jenkins", example)  # type: ignore[arg-type]
@@ -816,6 +823,11 @@ def test_output_lines_name_every_wave_of_every_environment(multi_cloud: Reposito
     lines = dict(line.split("=", 1) for line in output_lines(
         multi_cloud, jobs(multi_cloud, chosen), selected=chosen, identity="plan"))
     assert json.loads(lines["wave_development_0"]) == {"include": []}
+    # the plan job: one entry per group, every wave of it
+    (group,) = json.loads(lines["env_staging"])["include"]
+    assert group["id"] == "staging-aws-111111111112" and "wave" not in group
+    assert group["stacks"] == ["aws/staging/eu-west-1/01-network", "aws/staging/eu-west-1/02-app"]
+    assert {e["group"] for e in json.loads(lines["wave_staging_1"])["include"]} == {group["id"]}
     assert [e["stacks"] for e in json.loads(lines["wave_staging_1"])["include"]] == [["aws/staging/eu-west-1/02-app"]]
     assert lines["stacks"] == "2" and json.loads(lines["clouds"]) == ["aws"]
     assert json.loads(lines["identity_aws"]) == {"role": "arn:aws:iam::999999999999:role/strata-plan",
@@ -842,3 +854,40 @@ def test_ci_matrix_outputs_through_the_cli(strata: Any, multi_cloud: Repository)
     assert result.code == 1 and "more than one aws identity" in result.output
     result = strata("ci", "matrix", "--paths", "--env", "staging", "--cloud", "azure", cwd=multi_cloud.root)
     assert result.stdout.splitlines() == ["azure/staging/westeurope/01-network", "azure/staging/westeurope/02-app"]
+
+
+@pytest.mark.parametrize(("fetch_exit", "job_exit", "planned"), [(0, 0, False), (3, 0, True), (1, 1, False)])
+def test_the_plan_of_main_is_made_only_without_a_reviewed_plan(multi_cloud: Repository, tmp_path: Path,
+                                                               fetch_exit: int, job_exit: int, planned: bool) -> None:
+    """The plan-ENV step, run by bash with a `strata` that answers like the real one: fetch 0 (the reviewed plan
+    is there), 3 (none: plan main, show it in the summary, pack it) or 1 (an error: the job fails)."""
+    job = apply_jobs(multi_cloud)["plan-staging"]
+    (step,) = [s for s in job["steps"] if "strata ci plans fetch" in s.get("run", "")]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "strata"
+    fake.write_text(f"""#!/bin/sh
+echo "$*" >> "$CALLS"
+case "$*" in
+  "ci plans fetch "*) exit {fetch_exit} ;;
+  plan*) echo "part 1" > plan.md; echo "part 2" > plan-2.md ;;
+  "ci plans pack "*) echo bundle > strata-plans.bundle ;;
+esac
+""")
+    fake.chmod(0o755)
+    summary, calls = tmp_path / "summary.md", tmp_path / "calls"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "GITHUB_STEP_SUMMARY": str(summary),
+           "STRATA_STACKS": "aws/staging/eu-west-1/01-network aws/staging/eu-west-1/02-app"}
+    result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == job_exit, result.stderr
+    made = calls.read_text().splitlines()
+    assert made[0] == "ci plans fetch strata-plans.bundle"
+    if planned:
+        assert made[1:] == [
+            "plan aws/staging/eu-west-1/01-network aws/staging/eu-west-1/02-app --out --policy --summary-md plan.md "
+            "--summary-format github",
+            "ci plans pack strata-plans.bundle aws/staging/eu-west-1/01-network aws/staging/eu-west-1/02-app"]
+        assert summary.read_text() == "Plan of main, applied once approved:\npart 1\npart 2\n"
+    else:
+        assert made[1:] == [] and not summary.exists()

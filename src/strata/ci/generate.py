@@ -133,6 +133,10 @@ def generate(system: System, repo: Repository) -> dict[str, str]:
     if system not in SYSTEMS:
         raise ValueError(f"unknown CI system {system!r} (choose one of {', '.join(SYSTEMS)})")
     settings.check(repo)
+    if not environments(repo):
+        raise StrataError("no stack has an environment, and the pipelines plan and apply environment by environment: "
+                          "set environment = \"...\" (or name a folder after it, e.g. staging/) — `strata ls` shows "
+                          "each stack's environment")
     _check_job_ids(sorted(environments(repo)))
     if system == "github":
         from strata.ci.github import github

@@ -70,7 +70,8 @@ def _key(stack: Stack) -> tuple[str, str, str]:
 
 def jobs(repo: Repository, stacks: Iterable[Stack], *, stacks_per_job: int = 1,
          max_jobs: int = MAX_JOBS) -> list[dict[str, Any]]:
-    """One entry per CI job: ``{"id", "environment", "wave", "cloud", "account", "stacks", "credentials"}``,
+    """One entry per CI job: ``{"id", "group", "environment", "wave", "cloud", "account", "stacks",
+    "credentials"}`` (``group``: ``ENV-CLOUD-ACCOUNT``),
     ordered by promotion order, wave, cloud, account. Stacks without an environment are left out (the
     pipelines apply environment by environment)."""
     if stacks_per_job < 1 or max_jobs < 1:
@@ -95,9 +96,10 @@ def jobs(repo: Repository, stacks: Iterable[Stack], *, stacks_per_job: int = 1,
                 creds = settings.credentials(repo, env, cloud, account) if cloud else {}
                 for start in range(0, len(paths), size):
                     batch = paths[start:start + size]
+                    group = f"{env}-{cloud or 'none'}-{account or 'none'}"
                     out.append({"id": f"{env}-{n}-{cloud or 'none'}-{account or 'none'}-{start // size + 1}",
-                                "environment": env, "wave": n, "cloud": cloud, "account": account,
-                                "stacks": batch, "credentials": creds})
+                                "group": group, "environment": env, "wave": n, "cloud": cloud,
+                                "account": account, "stacks": batch, "credentials": creds})
     return out
 
 
@@ -119,7 +121,7 @@ def output_lines(repo: Repository, entries: list[dict[str, Any]], *, selected: l
     total = waves_per_environment(repo)
     for env in settings.promotion_order(repo):
         mine = [e for e in entries if e["environment"] == env]
-        lines.append(f"{output_key(env)}={json.dumps({'include': mine}, sort_keys=True)}")
+        lines.append(f"{output_key(env)}={json.dumps({'include': by_group(mine)}, sort_keys=True)}")
         for n in range(total.get(env, 0)):
             include = [e for e in mine if e["wave"] == n]
             lines.append(f"{output_key(env, n)}={json.dumps({'include': include}, sort_keys=True)}")
@@ -131,6 +133,17 @@ def output_lines(repo: Repository, entries: list[dict[str, Any]], *, selected: l
         lines.append(f"identity_{cloud}={json.dumps(creds, sort_keys=True)}")
         lines += [f"identity_{cloud}_{name}={value}" for name, value in sorted(creds.items())]
     return lines
+
+
+def by_group(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per group (environment, cloud, account) with all its stacks, whatever their wave: what one job
+    plans (strata orders them itself). ``id`` is the group."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        group = out.setdefault(entry["group"], {**{k: v for k, v in entry.items() if k not in ("wave", "stacks")},
+                                                "id": entry["group"], "stacks": []})
+        group["stacks"] += entry["stacks"]
+    return list(out.values())
 
 
 def waves_per_environment(repo: Repository) -> dict[str, int]:
