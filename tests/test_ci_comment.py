@@ -406,3 +406,27 @@ def test_an_azure_thread_is_found_by_its_property_too(fake_ci_api: FakeCiApi, tm
     assert fake_ci_api.azure_bodies() == ["\npush two\n"]
     assert [t["properties"] for t in fake_ci_api.azure_threads] == [
         {"strata.plan": {"$type": "System.String", "$value": "key=plan part=1"}}]
+
+
+def test_a_push_that_affects_no_stack_replaces_the_earlier_plan(fake_ci_api: FakeCiApi, tmp_path: Path,
+                                                                strata: Callable[..., Result],
+                                                                comment: Callable[..., Result]) -> None:
+    # the pull request's comment showed a plan; the next push changes no stack: the comment must say so
+    from conftest import write_tree
+    from test_changes import commit_all, init
+
+    repo = write_tree(tmp_path / "repo", {"strata.hcl": 'strata {}\nbackend "local" {}\n',
+                                          "dev/app/strata.hcl": "stack {}\n", "dev/app/main.tf": "",
+                                          "README.md": "docs\n", ".gitignore": ".strata/\n"})
+    init(repo)
+    base = commit_all(repo, "base")
+    (repo / "README.md").write_text("docs only\n", encoding="utf-8")
+    commit_all(repo, "a docs-only push")
+    env = job_env(fake_ci_api, "github", tmp_path)
+    fake_ci_api.add_github_comment(ONE + "## strata plan\n\ndev/app: 1 to add\n", "github-actions[bot]")
+    planned = strata("plan", "--changed", "--base", base, "--allow-empty", "--summary-md", "plan.md", cwd=repo)
+    assert planned.code == 0, planned.output
+    assert "No stacks were planned" in (repo / "plan.md").read_text()
+    assert comment(repo / "plan.md", env).code == 0
+    [posted] = fake_ci_api.github_bodies()
+    assert "No stacks were planned" in posted and "1 to add" not in posted

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from strata.validate import validate
 from strata.workspace import Workspace
 
 if TYPE_CHECKING:
+    from strata.run.redact import Secret
     from strata.run.summary import StackPlan
 
 
@@ -62,6 +63,8 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
     stacks = select(repo, selection, ws.cwd, dependencies=include_dependencies, dependents=include_dependents)
     if not stacks:
         err("no stacks selected")
+        if summary_md is not None:  # the pull request's comment must say so, not go on showing an earlier plan
+            _write_parts(render_summary(repo, [], summary_format), summary_md)
         return 0
     from strata.migrate.journal import refuse_if_interrupted
 
@@ -319,12 +322,20 @@ def protected_environments(repo: Repository) -> set[str]:
 
 def write_summary(runner: Runner, plans: list[StackPlan], target: Path, *, flavour: str = "github") -> list[Path]:
     """The plan as Markdown for a pull-request comment (several files when it exceeds one comment)."""
+    return _write_parts(render_summary(runner.repo, plans, flavour, runner.secrets.values), target)
+
+
+def render_summary(repo: Repository, plans: list[StackPlan], flavour: str,
+                   secrets: Iterable[Secret] = ()) -> list[str]:
+    """The summary's parts: the plans, the commit reviewed, the protected environments, no machine paths."""
     from strata.ci.commit import reviewed_commit
     from strata.run.summary import render
 
-    repo = runner.repo
-    parts = render(plans, secrets=runner.secrets.values, flavour=flavour, commit=reviewed_commit(repo.root),
-                   protected=protected_environments(repo), hide_paths=hidden_paths(repo.root))
+    return render(plans, secrets=secrets, flavour=flavour, commit=reviewed_commit(repo.root),
+                  protected=protected_environments(repo), hide_paths=hidden_paths(repo.root))
+
+
+def _write_parts(parts: list[str], target: Path) -> list[Path]:
     written = []
     for n, part in enumerate(parts, start=1):
         path = target if n == 1 else target.with_name(f"{target.stem}-{n}{target.suffix}")
