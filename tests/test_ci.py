@@ -891,3 +891,60 @@ esac
         assert summary.read_text() == "Plan of main, applied once approved:\npart 1\npart 2\n"
     else:
         assert made[1:] == [] and not summary.exists()
+
+
+def test_generate_says_what_to_set_up(strata: Any, multi_cloud: Repository, tmp_path: Path) -> None:
+    result = strata("ci", "generate", "azure-devops", "--out", str(tmp_path / "az"), cwd=multi_cloud.root)
+    assert result.code == 0, result.output
+    assert "a secret STRATA_PLAN_KEY" in result.stdout
+    assert "an Approvals check on the environment 'production'" in result.stdout
+    assert "azure-development, azure-production, azure-staging, strata-aws, strata-azure-plan" in result.stdout
+    result = strata("ci", "generate", "github", "--out", str(tmp_path / "gh"), cwd=EXAMPLE)
+    assert "required reviewers on the GitHub environment 'production'" in result.stdout
+    assert "aws: the variables STRATA_AWS_ROLE_ARN" in result.stdout  # the example's ci block names no role
+    assert "'staging'" not in result.stdout
+
+
+def test_a_gitlab_group_applies_what_its_plan_job_saved(multi_cloud: Repository, tmp_path: Path) -> None:
+    """The plan job and then the apply job of one group, run by bash in one folder (GitLab hands the plan job's
+    artifacts to the apply job at the same paths), with a `strata` that answers like the real one."""
+    ci = yaml.safe_load(generate("gitlab", multi_cloud)[".gitlab-ci.yml"])
+    name = "staging-azure-sub-staging"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "strata"
+    fake.write_text("""#!/bin/sh
+echo "$*" >> "$CALLS"
+case "$*" in
+  "ci base") echo abc123 ;;
+  "ci matrix "*) printf 'azure/staging/westeurope/01-network\\nazure/staging/westeurope/02-app\\n' ;;
+  "ci plans fetch "*) exit 3 ;;
+  plan*) echo "the plan" > plan.md ;;
+  "ci plans pack "*) echo bundle > strata-plans.bundle ;;
+esac
+""")
+    fake.chmod(0o755)
+    work, calls = tmp_path / "work", tmp_path / "calls"
+    work.mkdir()
+    base = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "STRATA_AZURE_ID_TOKEN": "jwt"}
+
+    def job_env(job: dict[str, Any]) -> dict[str, str]:
+        return {**base, **{k: v["value"] for k, v in job["variables"].items()}}
+
+    for job_name in (f"plan-{name}", f"apply-{name}"):
+        job = ci[job_name]
+        result = subprocess.run(["bash", "-e", "-c", "\n".join(job["script"])], cwd=work, env=job_env(job),
+                                capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    made = calls.read_text().splitlines()
+    stacks = "azure/staging/westeurope/01-network azure/staging/westeurope/02-app"
+    assert made == [
+        "ci base",
+        'ci matrix --changed --base abc123 --env staging --cloud azure --account sub-staging --allow-empty --paths',
+        "ci plans fetch strata-plans.bundle",
+        f"plan {stacks} --out --policy --summary-md plan.md --summary-format gitlab",
+        f"ci plans pack strata-plans.bundle {stacks}",
+        "ci plans unpack strata-plans.bundle",
+        f"apply --plan {stacks} --yes",
+    ]
+    assert (work / "strata-summary" / "plan.md").read_text() == "the plan\n"  # the plan to approve, kept

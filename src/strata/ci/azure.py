@@ -66,6 +66,17 @@ def plan_connection(repo: Repository, cloud: str) -> str:
     return names.pop() if len(names) == 1 else f"strata-{cloud}-plan"
 
 
+def service_connections(repo: Repository) -> list[str]:
+    """Every service connection (GCP: secure file) the pipeline names, sorted."""
+    names = {connection(repo, g) for g in groups(repo) if g.cloud in SECRETS}
+    names |= {plan_connection(repo, cloud) for cloud in clouds(repo)}
+    return sorted(f"{n}.json" if n.startswith("strata-gcp") or _is_gcp(repo, n) else n for n in names)
+
+
+def _is_gcp(repo: Repository, name: str) -> bool:
+    return any(g.cloud == "gcp" and connection(repo, g) == name for g in groups(repo))
+
+
 def _setvar(name: str, value: str, *, secret: bool) -> str:
     flag = ";issecret=true" if secret else ""
     return f'echo "##vso[task.setvariable variable={name}{flag}]{value}"'

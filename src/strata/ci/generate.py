@@ -151,6 +151,38 @@ def generate(system: System, repo: Repository) -> dict[str, str]:
     return {"azure-pipelines.yml": azure(repo, tool(repo))}
 
 
+def setup(system: System, repo: Repository) -> list[str]:
+    """What to set up in the CI system for the generated files to run, one line each."""
+    protected = [e for e in environments(repo) if settings.is_protected(repo, e)]
+    ci = repo.settings.ci
+    configured = set(ci.credentials) if ci is not None else set()
+    lines = ["a secret STRATA_PLAN_KEY (`strata ci plans key` prints one): it encrypts the saved plans"]
+    if system == "github":
+        lines += [f"required reviewers on the GitHub environment {e!r} (Settings > Environments)" for e in protected]
+        variables = {"aws": "STRATA_AWS_ROLE_ARN", "azure": "AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_SUBSCRIPTION_ID",
+                     "gcp": "GCP_WORKLOAD_IDENTITY_PROVIDER"}
+    elif system == "gitlab":
+        lines.append("a masked CI/CD variable STRATA_GITLAB_TOKEN (project access token, api scope): the merge "
+                     "request note and the reviewed plan's artifact")
+        lines += [f"a protected environment {e!r} with its approvers (Settings > CI/CD > Protected environments)"
+                  for e in protected]
+        variables = {"aws": "STRATA_AWS_ROLE_ARN", "azure": "AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_SUBSCRIPTION_ID",
+                     "gcp": "GCP_WORKLOAD_IDENTITY_PROVIDER"}
+    else:
+        lines.append("the build service's 'Contribute to pull requests' permission: the pull request thread")
+        lines += [f"an Approvals check on the environment {e!r} (Pipelines > Environments)" for e in protected]
+        variables = {}
+        from strata.ci.azure import service_connections
+
+        names = service_connections(repo)
+        if names:
+            lines.append("the service connections (GCP: secure files) " + ", ".join(names))
+    for cloud in clouds(repo):
+        if cloud not in configured and cloud in variables:
+            lines.append(f"{cloud}: the variables {variables[cloud]} (or set them in ci {{ {cloud} {{ ... }} }})")
+    return lines
+
+
 # --- shared scripts (plain bash: every value comes from an environment variable) ------------------------------
 
 def base_args() -> str:

@@ -16,6 +16,7 @@ from strata.workspace import Workspace
 
 def generate(ws: Workspace, system: Literal["github", "gitlab", "azure-devops"], *, out_dir: Path | None) -> int:
     from strata.ci.generate import generate as render
+    from strata.ci.generate import setup
     from strata.errors import ProblemsFound
 
     repo = ws.repository()
@@ -37,6 +38,9 @@ def generate(ws: Workspace, system: Literal["github", "gitlab", "azure-devops"],
         target = root / rel
         write_text_atomic(target, content, mode=PUBLIC)
         out(f"wrote {target}")
+    out("Set up once in the CI system (docs/ci.md):")
+    for line in setup(system, repo):
+        out(f"  - {line}")
     return 0
 
 
