@@ -335,6 +335,9 @@ def test_github_apply_follows_the_promotion_order(multi_cloud: Repository) -> No
         assert job["environment"] == env
         assert job["strategy"]["matrix"].startswith("${{ fromJSON(needs.select.outputs.wave_")
         assert job["strategy"]["fail-fast"] is False
+    for name in ("plan-development", "plan-staging", "plan-production"):  # not after a failed select
+        assert jobs_[name]["if"].startswith("${{ !cancelled() && !failure() && needs.select.outputs.env_")
+        assert jobs_[name]["needs"] == ["select"] and "environment" not in jobs_[name]
     assert jobs_["apply-production-1"]["strategy"]["max-parallel"] == 2
     assert jobs_["apply-staging-1"]["strategy"]["max-parallel"] == 4
     assert jobs_["apply-production-1"]["runs-on"] == ["self-hosted", "prod"]

@@ -297,7 +297,7 @@ def _apply(repo: Repository, tool_: Tool) -> list[str]:
             "",
             f"  plan-{jid}:",
             *indent(_job(f"Plan {env}", runner, needs=["select"],
-                         condition=f"${{{{ !cancelled() && {everything} != '{EMPTY_MATRIX}' }}}}",
+                         condition=f"${{{{ !cancelled() && !failure() && {everything} != '{EMPTY_MATRIX}' }}}}",
                          matrix=everything, parallel=parallel), 4),
             "    steps:",
             *indent([
