@@ -951,3 +951,13 @@ esac
         f"apply --plan {stacks} --yes",
     ]
     assert (work / "strata-summary" / "plan.md").read_text() == "the plan\n"  # the plan to approve, kept
+
+
+def test_gitlab_needs_stay_within_its_limit(tmp_path: Path) -> None:
+    files = {"strata.hcl": 'strata {}\nci {\n  promotion = ["staging", "production"]\n}\n',
+             "production/app/strata.hcl": 'stack {}\ncloud = "aws"\naccount_id = "9"\n'}
+    files |= {f"staging/a{n}/strata.hcl": f'stack {{}}\ncloud = "aws"\naccount_id = "{n}"\n' for n in range(50)}
+    repo = load(write_tree(tmp_path / "repo", files))
+    with pytest.raises(StrataError, match="GitLab: apply-production-aws-9 would need 51 jobs"):
+        generate("gitlab", repo)
+    assert generate("github", repo)  # one job per wave there

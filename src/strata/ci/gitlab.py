@@ -35,8 +35,10 @@ from strata.ci.generate import (
     tool_variables,
 )
 from strata.ci.tools import Tool
+from strata.errors import StrataError
 from strata.model.repository import Repository
 
+MAX_NEEDS = 50  # GitLab's limit of needs per job
 AUDIENCE = {"aws": "sts.amazonaws.com", "azure": "api://AzureADTokenExchange"}
 # the ci block's setting -> the variable the login script reads (CI/CD variables of the same meaning follow)
 CREDENTIAL_VARIABLES = {
@@ -200,6 +202,10 @@ def _plan_group(repo: Repository, group: Group) -> list[str]:
 def _apply_group(repo: Repository, group: Group, after: list[Group]) -> list[str]:
     protected = settings.is_protected(repo, group.env)
     needs = [f"plan-{group.name}", *[f"apply-{g.name}" for g in after]]
+    if len(needs) > MAX_NEEDS:
+        raise StrataError(f"GitLab: apply-{group.name} would need {len(needs)} jobs (the plan of its group, every "
+                          f"group of the environment before and those it depends on); GitLab allows {MAX_NEEDS}. "
+                          "Fewer accounts per environment, or an environment in between, keep it within the limit")
     cloud_list = [group.cloud] if group.cloud in AUDIENCE or group.cloud == "gcp" else []
     script = [
         f'if [ ! -f "{_stacks_file(group)}" ]; then',
