@@ -961,3 +961,14 @@ def test_gitlab_needs_stay_within_its_limit(tmp_path: Path) -> None:
     with pytest.raises(StrataError, match="GitLab: apply-production-aws-9 would need 51 jobs"):
         generate("gitlab", repo)
     assert generate("github", repo)  # one job per wave there
+
+
+def test_a_placeholder_a_stack_cannot_fill_is_refused_when_generating(strata: Any, tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "repo", {
+        "strata.hcl": 'strata {}\nci {\n  aws {\n    role = "arn:aws:iam::{account_id}:role/x"\n  }\n}\n',
+        "dev/app/strata.hcl": 'stack {}\ncloud = "aws"\n'})
+    for system in ("github", "gitlab", "azure-devops"):
+        result = strata("ci", "generate", system, cwd=root)
+        assert result.code == 1, result.output
+        assert ("strata.hcl:2: error: dev/app: the ci block's 'arn:aws:iam::{account_id}:role/x' needs {account_id}, "
+                "and the stack sets no account_id") in result.output

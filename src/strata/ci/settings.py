@@ -88,7 +88,8 @@ def fill(template: str, values: dict[str, str]) -> str:
         if key in out:
             value = values.get(name) or ""
             if not value:
-                raise StrataError(f"the ci block's {template!r} needs {{{name}}}, and these stacks set no {name}")
+                raise StrataError(f"the ci block's {template!r} needs {{{name}}}, and the stack sets no {name}: set "
+                                  f"{name} on it, or leave {{{name}}} out")
             out = out.replace(key, value)
     return out
 
@@ -117,5 +118,12 @@ def check(repo: Repository) -> None:
         if name not in known:
             problems.append(Diagnostic("error", f"ci {{ environment {name!r} }}: no stack has this environment "
                                                 f"(environments: {shown})", block.source))
+    for stack in sorted(repo.stacks.values(), key=lambda s: s.path):
+        cloud = stack.dimension("cloud")
+        if stack.environment and cloud:
+            try:
+                credentials(repo, stack.environment, cloud, stack.dimension("account_id") or "")
+            except StrataError as exc:
+                problems.append(Diagnostic("error", f"{stack.path}: {exc}", ci.source))
     if problems:
-        raise ProblemsFound(problems)
+        raise ProblemsFound(problems[:20])
