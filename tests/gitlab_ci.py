@@ -369,14 +369,14 @@ class Pipeline:
             self.results[name] = self._decide(name, specs[name], plan, start, specs)
         return self.results
 
-    def play(self, name: str) -> JobResult:
-        """Start a manual job the pipeline left waiting (an approver pressing play); what needs it stays
-        waiting (run a new pipeline to see it run)."""
+    def play(self, name: str, variables: Mapping[str, str] | None = None) -> JobResult:
+        """Start a manual job the pipeline left waiting (an approver pressing play), with the ``variables`` given
+        on the play form (they win over all others); what needs it stays waiting."""
         job = self.results.get(name)
         if job is None or job.status != "manual":
             raise PipelineError(f"{name} is not a manual job waiting to be started "
                                 f"({job.status if job else 'not in this pipeline'})")
-        self.results[name] = self._execute(name, job.spec)
+        self.results[name] = self._execute(name, job.spec, variables or {})
         return self.results[name]
 
     def _needs(self, spec: Mapping[str, Any]) -> list[tuple[str, bool]] | None:
@@ -440,7 +440,7 @@ class Pipeline:
             return JobResult(name, "manual", spec=spec)
         return self._execute(name, spec)
 
-    def _execute(self, name: str, spec: dict[str, Any]) -> JobResult:
+    def _execute(self, name: str, spec: dict[str, Any], played: Mapping[str, str] | None = None) -> JobResult:
         workspace = self.workspace_factory(name)
         job_id = str(9000 + len(self.results) + 1)
         environment = spec.get("environment")
@@ -454,7 +454,7 @@ class Pipeline:
             if "deployment_tier" in environment:
                 predefined["CI_ENVIRONMENT_TIER"] = str(environment["deployment_tier"])
         variables = merge_variables([predefined, self.doc.get("variables") or {}, spec.get("variables") or {},
-                                     self.project_variables])
+                                     self.project_variables, played or {}])
         result = JobResult(name, "success", variables=variables, environment=environment,
                            resource_group=spec.get("resource_group"), spec=spec)
         for variable, token in (spec.get("id_tokens") or {}).items():

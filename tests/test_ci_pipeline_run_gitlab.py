@@ -239,30 +239,17 @@ def release_server(tmp_path: Path, tf_111: str) -> Iterator[tuple[str, list[str]
         thread.join(timeout=10)
 
 
-@pytest.fixture
-def platform(tmp_path: Path, strata: Strata, fake_ci_api: FakeCiApi, postgres_server: Any, tf_111: str,
-             provider_mirror: dict[str, str], release_server: tuple[str, list[str]]) -> Platform:
+def _origin(tmp_path: Path, strata: Strata, backend: str) -> tuple[Path, Path]:
+    """The example with ``backend`` and the ci block's roles, its generated pipeline, in a bare origin repository;
+    (origin, a developer's clone on the feature branch)."""
     repo = tmp_path / "seed"
     shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns(".strata", ".terraform", "strata_backend.tf",
                                                                  "strata_inputs.auto.tfvars"))
     root = repo / "strata.hcl"
-    url = postgres_server.url(postgres_server.create_database())
     text = root.read_text()
     assert 'backend "local" {}' in text and "\nci {\n" in text
-    root.write_text(text.replace('backend "local" {}', f'backend "pg" {{\n  conn_str = "{url}"\n}}')
-                    .replace("\nci {\n", "\n" + ROLE, 1))
+    root.write_text(text.replace('backend "local" {}', backend).replace("\nci {\n", "\n" + ROLE, 1))
     (repo / ".gitignore").write_text(".strata/\n.terraform/\nstrata_*\n.terraform.lock.hcl\n.cache/\n")
-    shims = tmp_path / "shims"
-    shims.mkdir()
-    (shims / "pip").write_text(f'#!/bin/sh\necho "$*" >> "{tmp_path / "pip-installs.log"}"\n')
-    (shims / "pip").chmod(0o755)
-    env = {  # no terraform on PATH: the jobs download theirs
-        "PATH": os.pathsep.join([str(shims), str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
-        "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8", "NO_COLOR": "1", **provider_mirror,
-    }
-    assert not (Path("/usr/bin") / "terraform").exists()
-    if "PYTHONPATH" in os.environ:  # a worktree's sources under test
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     generated = strata("ci", "generate", "gitlab", cwd=repo)
     assert generated.code == 0, generated.output
     origin = tmp_path / "origin.git"
@@ -274,17 +261,40 @@ def platform(tmp_path: Path, strata: Strata, fake_ci_api: FakeCiApi, postgres_se
     dev = tmp_path / "dev"
     git(tmp_path, "clone", "-q", str(origin), str(dev))
     git(dev, "checkout", "-q", "-b", "feature")
+    return origin, dev
+
+
+def _platform(tmp_path: Path, strata: Strata, api: FakeCiApi, origin: Path, dev: Path, tf_111: str,
+              provider_mirror: dict[str, str], release_url: str) -> Platform:
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "pip").write_text(f'#!/bin/sh\necho "$*" >> "{tmp_path / "pip-installs.log"}"\n')
+    (shims / "pip").chmod(0o755)
+    env = {  # no terraform on PATH: the jobs download theirs
+        "PATH": os.pathsep.join([str(shims), str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
+        "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8", "NO_COLOR": "1", **provider_mirror,
+    }
+    assert not (Path("/usr/bin") / "terraform").exists()
+    if "PYTHONPATH" in os.environ:  # a worktree's sources under test
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    key = strata("ci", "plans", "key").stdout.strip()
+    project_variables = {"STRATA_GITLAB_TOKEN": GITLAB_TOKEN, "STRATA_PLAN_KEY": key, "STRATA_TOOL_URL": release_url}
+    policy = "--policy" in strata("plan", "--help").stdout
+    p = Platform(tmp_path, origin, dev, api, env, project_variables, tf_111, policy)
+    _install_gitlab_routes(p)
+    return p
+
+
+@pytest.fixture
+def platform(tmp_path: Path, strata: Strata, fake_ci_api: FakeCiApi, postgres_server: Any, tf_111: str,
+             provider_mirror: dict[str, str], release_server: tuple[str, list[str]]) -> Platform:
+    url = postgres_server.url(postgres_server.create_database())
+    origin, dev = _origin(tmp_path, strata, f'backend "pg" {{\n  conn_str = "{url}"\n}}')
     # what is deployed before the merge request: the region of the stack and the layers it depends on
     applied = strata("apply", "--yes", "-q", "--env", "staging", "--region", "us-east-1", cwd=dev,
                      env={**provider_mirror, "STRATA_TERRAFORM": tf_111, "STRATA_NO_LIVE": "1"})
     assert applied.code == 0, applied.output
-    key = strata("ci", "plans", "key").stdout.strip()
-    project_variables = {"STRATA_GITLAB_TOKEN": GITLAB_TOKEN, "STRATA_PLAN_KEY": key,
-                         "STRATA_TOOL_URL": release_server[0]}
-    policy = "--policy" in strata("plan", "--help").stdout
-    p = Platform(tmp_path, origin, dev, fake_ci_api, env, project_variables, tf_111, policy)
-    _install_gitlab_routes(p)
-    return p
+    return _platform(tmp_path, strata, fake_ci_api, origin, dev, tf_111, provider_mirror, release_server[0])
 
 
 def state_of(p: Platform, strata: Strata) -> dict[str, Any]:
@@ -373,3 +383,20 @@ def test_a_reviewed_plan_made_stale_after_the_review_is_refused(platform: Platfo
     assert refused.status == "failed" and "stale" in refused.log, run.log
     assert run.jobs[APPROVED].status == "skipped", run.log  # production does not follow a failed staging
     assert state_of(p, strata)["serial"] == serial, run.log  # nothing applied
+
+
+def test_a_pipeline_run_from_the_web_ui_only_offers_the_destroy_jobs(
+        tmp_path: Path, strata: Strata, fake_ci_api: FakeCiApi, tf_111: str, provider_mirror: dict[str, str],
+        release_server: tuple[str, list[str]]) -> None:
+    """Run from the web UI on main, the pipeline neither plans nor applies: were production's blocking approval
+    in it, the destroy jobs of the later stage could not be started."""
+    origin, dev = _origin(tmp_path, strata, 'backend "local" {}')
+    p = _platform(tmp_path, strata, fake_ci_api, origin, dev, tf_111, provider_mirror, release_server[0])
+    head = git(origin, "rev-parse", "refs/heads/main")
+    run = p.run("main", head, {"CI_PIPELINE_SOURCE": "web", "CI_COMMIT_BRANCH": "main", "CI_COMMIT_REF_NAME": "main",
+                               "CI_COMMIT_BEFORE_SHA": "0" * 40})
+    assert {n: j.status for n, j in run.jobs.items()} == {"destroy-production": "manual",
+                                                         "destroy-staging": "manual"}, run.log
+    refused = run.pipeline.play("destroy-staging", {"CONFIRM": "production"})  # the wrong environment typed
+    assert refused.status == "failed" and "set CONFIRM to staging to destroy it" in refused.log, refused.log
+    assert "$ strata destroy" not in refused.log

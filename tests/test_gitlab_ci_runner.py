@@ -126,8 +126,8 @@ def test_a_pipeline_runs_in_stage_and_needs_order_with_artifacts_rules_and_manua
     assert results["apply"].exported["FROM_BEFORE"] == "s3cret"
     assert runner.checkouts == ["plan", "broken", "apply"]
 
-    started = pipeline.play("gate")  # an approver starts the manual job
-    assert started.status == "success" and "approved" in started.log
+    started = pipeline.play("gate", {"WHO": "approver"})  # an approver starts the manual job
+    assert started.status == "success" and "approved" in started.log and started.variables["WHO"] == "approver"
     with pytest.raises(PipelineError, match="not a manual job"):
         pipeline.play("plan")
 

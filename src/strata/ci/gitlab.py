@@ -39,6 +39,9 @@ from strata.errors import StrataError
 from strata.model.repository import Repository
 
 MAX_NEEDS = 50  # GitLab's limit of needs per job
+# Main's plan and apply jobs: a push (a merge). A pipeline run from the web UI is for a destroy job only; were the
+# plans and applies in it too, production's blocking approval would hold the destroy jobs of the later stage.
+ON_MAIN = '$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $CI_PIPELINE_SOURCE != "web"'
 AUDIENCE = {"aws": "sts.amazonaws.com", "azure": "api://AzureADTokenExchange"}
 # the ci block's setting -> the variable the login script reads (CI/CD variables of the same meaning follow)
 CREDENTIAL_VARIABLES = {
@@ -184,7 +187,7 @@ def _plan_group(repo: Repository, group: Group) -> list[str]:
             "stage: plan",
             *_tags(repo, group.env),
             "rules:",
-            "  - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH",
+            f"  - if: {ON_MAIN}",
             *_id_tokens(repo, cloud_list, group),
             *_group_variables(repo, group, plan=True),
             "script:",
@@ -216,7 +219,7 @@ def _apply_group(repo: Repository, group: Group, after: list[Group]) -> list[str
         f'mv "strata-plans/{group.name}.bundle" {BUNDLE}',
         *apply_saved(),
     ]
-    rules = ["rules:", "  - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"]
+    rules = ["rules:", f"  - if: {ON_MAIN}"]
     if protected:
         rules += ["    when: manual  # approval: protect this environment (Settings > CI/CD > Protected",
                   "    allow_failure: false  # environments) so only approvers can start the job"]
