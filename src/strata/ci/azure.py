@@ -93,6 +93,7 @@ def _credentials(repo: Repository, cloud: str, service_connection: str, region: 
             f"    regionName: {q(region)}",
             "    scriptType: inlineScript",
             *indent(block("inlineScript", [
+                "set -eo pipefail",
                 *[_setvar(n, f"${n}", secret=True) for n in SECRETS["aws"]],
                 _setvar("AWS_REGION", "$AWS_REGION", secret=False),
             ]), 4),
@@ -107,6 +108,7 @@ def _credentials(repo: Repository, cloud: str, service_connection: str, region: 
             "    scriptLocation: inlineScript",
             "    addSpnToEnvironment: true",
             *indent(block("inlineScript", [
+                "set -eo pipefail",
                 _setvar("ARM_USE_OIDC", "true", secret=False),
                 _setvar("ARM_CLIENT_ID", "$servicePrincipalId", secret=True),
                 _setvar("ARM_TENANT_ID", "$tenantId", secret=True),
@@ -155,6 +157,7 @@ def _setup(tool_: Tool) -> list[str]:
         f"- script: {INSTALL}",
         "  displayName: Install strata",
         "- script: |",
+            "    set -eo pipefail  # Azure DevOps runs bash without -e",
         *indent([*install_tool(tool_), 'echo "##vso[task.prependpath]$STRATA_TOOL_DIR/bin"'], 4),
         f"  displayName: {q(f'Install {tool_.name} {tool_.version} ({tool_.origin})')}",
     ]
@@ -211,6 +214,7 @@ def _plan_job(repo: Repository, group: Group, tool_: Tool) -> list[str]:
             *_setup(tool_),
             *steps,
             "- script: |",
+            "    set -eo pipefail  # Azure DevOps runs bash without -e",
             *indent(script, 4),
             "  displayName: Plan (shown in the run's summary)",
             "  env:",
@@ -253,6 +257,7 @@ def _apply_job(repo: Repository, group: Group, tool_: Tool) -> list[str]:
             *_setup(tool_),
             *steps,
             "- script: |",
+            "    set -eo pipefail  # Azure DevOps runs bash without -e",
             *indent(script, 4),
             "  displayName: Apply the saved plans",
             "  env:",
@@ -292,6 +297,7 @@ def _pr_plan(repo: Repository, tool_: Tool) -> list[str]:
             *_setup(tool_),
             *steps,
             "- script: |",
+            "    set -eo pipefail  # Azure DevOps runs bash without -e",
             *indent([
                 'BASE="$(strata ci base)"',
                 f"strata plan {base_args()} --out --policy --summary-md plan.md --summary-format azure",
@@ -301,6 +307,7 @@ def _pr_plan(repo: Repository, tool_: Tool) -> list[str]:
             '    STRATA_ALLOW_EMPTY: "1"',
             *_credential_env(repo_clouds),
             "- script: |",
+            "    set -eo pipefail  # Azure DevOps runs bash without -e",
             *indent([
                 "if [ ! -f plan.md ]; then",
                 '  echo "##vso[task.logissue type=warning]strata plan stopped before writing plan.md"',
@@ -386,6 +393,7 @@ def _destroy(repo: Repository, tool_: Tool) -> list[str]:
             "        steps:",
             *indent([
                 "- script: |",
+            "    set -eo pipefail  # Azure DevOps runs bash without -e",
                 '    if [ "$CONFIRM" != "$ENVIRONMENT" ]; then',
                 '      echo "##vso[task.logissue type=error]confirmDestroy differs: nothing destroyed"',
                 "      exit 1",

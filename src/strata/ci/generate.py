@@ -236,14 +236,14 @@ def install_tool(tool_: Tool) -> list[str]:
     STRATA_TOOL_ZIP and STRATA_TOOL_SUMS (:func:`tool_variables`); the caller puts the bin folder on PATH."""
     return [
         'mkdir -p "$STRATA_TOOL_DIR/bin"',
-        'cd "$STRATA_TOOL_DIR"',
+        'cd "$STRATA_TOOL_DIR" || exit 1',
         'if [ ! -f "$STRATA_TOOL_ZIP" ]; then',
         '  curl --fail --silent --show-error --location --remote-name "$STRATA_TOOL_URL/$STRATA_TOOL_ZIP"',
         "fi",
         'curl --fail --silent --show-error --location --remote-name "$STRATA_TOOL_URL/$STRATA_TOOL_SUMS"',
         'grep "  $STRATA_TOOL_ZIP\\$" "$STRATA_TOOL_SUMS" | sha256sum --check --strict -',
         f'python -m zipfile -e "$STRATA_TOOL_ZIP" bin && chmod +x "bin/{tool_.name}"',
-        'cd "$OLDPWD"',
+        'cd "$OLDPWD" || exit 1',
         f'"$STRATA_TOOL_DIR/bin/{tool_.name}" version',
     ]
 

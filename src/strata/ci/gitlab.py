@@ -192,6 +192,7 @@ def _plan_group(repo: Repository, group: Group) -> list[str]:
             *_group_variables(repo, group, plan=True),
             "script:",
             "  - |",
+            "    set -eo pipefail",
             *indent([*(login(group.cloud) if cloud_list else []), *script], 4),
             "artifacts:  # the saved plans (encrypted) for the apply; plan*.md: the plan to approve",
             "  when: always",
@@ -239,6 +240,7 @@ def _apply_group(repo: Repository, group: Group, after: list[Group]) -> list[str
             *_group_variables(repo, group, plan=False),
             "script:",
             "  - |",
+            "    set -eo pipefail",
             *indent([*(login(group.cloud) if cloud_list else []), *script], 4),
         ], 2),
         "",
@@ -278,6 +280,7 @@ def _mr_plan(repo: Repository) -> list[str]:
         *indent(_id_tokens(repo, repo_clouds, None), 2),
         "  script:",
         "    - |",
+            "      set -eo pipefail",
         *indent(script, 6),
         "  artifacts:  # every part of the summary, the terraform reports (the merge request widget), the plans",
         "    when: always",
@@ -318,6 +321,7 @@ def _destroy(repo: Repository) -> list[str]:
             f"    - 'if [ \"$CONFIRM\" != \"${ENV_VAR}\" ]; then"
             f" echo \"set CONFIRM to ${ENV_VAR} to destroy it\"; exit 1; fi'",
             "    - |",
+            "      set -eo pipefail",
             *indent([
                 f'strata ci matrix --all --env "${ENV_VAR}" --outputs --identity apply > strata-identity.txt',
                 *(_identity_from_file(repo) if repo_clouds else []),
