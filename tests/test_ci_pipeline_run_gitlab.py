@@ -127,14 +127,27 @@ class Platform:
         git(work, "push", "-q", "origin", "main")
         return before, git(work, "rev-parse", "HEAD")
 
-    def merge_request_pipeline(self, head: str) -> Run:
+    def merge_request_pipeline(self, head: str, *, merged_results: bool = False) -> Run:
+        """A merge request pipeline of ``head``; with ``merged_results``, GitLab's merged results pipeline: it
+        runs on the MR merged into main (refs/merge-requests/N/merge), the MR's head in another variable."""
         main = git(self.origin, "rev-parse", "refs/heads/main")
         diff_base = git(self.origin, "merge-base", main, head)
-        return self.run(MR_REF, head, {
+        variables = {
             "CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_IID": str(PULL),
             "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature",
             "CI_MERGE_REQUEST_DIFF_BASE_SHA": diff_base, "CI_COMMIT_REF_NAME": "feature",
-            "CI_COMMIT_BEFORE_SHA": "0" * 40})
+            "CI_COMMIT_BEFORE_SHA": "0" * 40}
+        if not merged_results:
+            return self.run(MR_REF, head, variables)
+        work = self.tmp / f"merged-result-{len(self.runs)}"
+        git(self.tmp, "clone", "-q", str(self.origin), str(work))
+        git(work, "checkout", "-q", "--detach", main)  # GitLab's merge ref: main with the MR merged in
+        git(work, "merge", "-q", "--no-ff", "-m", f"Merge branch 'feature' into 'main' (!{PULL})", head)
+        ref = f"refs/merge-requests/{PULL}/merge"
+        git(work, "push", "-q", "origin", f"HEAD:{ref}")
+        variables.update({"CI_MERGE_REQUEST_EVENT_TYPE": "merged_result", "CI_MERGE_REQUEST_SOURCE_BRANCH_SHA": head,
+                          "CI_MERGE_REQUEST_TARGET_BRANCH_SHA": main})
+        return self.run(ref, git(work, "rev-parse", "HEAD"), variables)
 
     def main_pipeline(self, before: str, after: str) -> Run:
         return self.run("main", after, {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main",
@@ -367,8 +380,9 @@ def test_the_merge_request_note_is_updated_and_main_applies_the_reviewed_plan(
 def test_a_reviewed_plan_made_stale_after_the_review_is_refused(platform: Platform, strata: Strata) -> None:
     p = platform
     head = p.change('"standard"', '"gold"', "ezra: gold tier")
-    run = p.merge_request_pipeline(head)
+    run = p.merge_request_pipeline(head, merged_results=True)  # the merge request merged into main, as a test
     assert run.jobs["plan"].status == "success", run.log
+    assert run.sha != head and head[:7] in p.api.gitlab_bodies()[0], run.log  # the note names the MR's commit
     # after the review, someone applies the stack from elsewhere: the state moves on
     applied = strata("apply", "--yes", "-q", STACK, cwd=p.dev,
                      env={"STRATA_TERRAFORM": p.terraform, "STRATA_NO_LIVE": "1",
@@ -379,6 +393,8 @@ def test_a_reviewed_plan_made_stale_after_the_review_is_refused(platform: Platfo
     merged(p, after, head)
     run = p.main_pipeline(before, after)
     assert "Applying the plan reviewed in the pull request" in run.jobs["plan-staging-aws-111111111111"].log, run.log
+    fetched = [r.path for r in p.api.requests if "/jobs/artifacts/" in r.path]
+    assert fetched[-1].endswith(f"/jobs/artifacts/refs/merge-requests/{PULL}/merge/raw/strata-plans.bundle"), fetched
     refused = run.jobs["apply-staging-aws-111111111111"]
     assert refused.status == "failed" and "stale" in refused.log, run.log
     assert run.jobs[APPROVED].status == "skipped", run.log  # production does not follow a failed staging
