@@ -174,7 +174,7 @@ class Platform:
         return doc
 
     def run(self, sha: str, variables: dict[str, str], *, approve: Callable[[str, str], bool] | None = None,
-            doc: dict[str, Any] | None = None) -> Run:
+            doc: dict[str, Any] | None = None, parameters: dict[str, str] | None = None) -> Run:
         number = len(self.runs) + 1
         agents = self.tmp / f"run-{number}"
         agents.mkdir()
@@ -200,7 +200,8 @@ class Platform:
         run = Run(doc or self.pipeline(sha), predefined=predefined,
                   secrets={"System.AccessToken": AZURE_TOKEN, "STRATA_PLAN_KEY": self.key},
                   machine_env=self.machine_env, agents=agents, checkout=checkout,
-                  tasks=credential_tasks(Connections(aws=AWS_CONNECTIONS, azure=AZURE_CONNECTIONS)), approve=approve)
+                  tasks=credential_tasks(Connections(aws=AWS_CONNECTIONS, azure=AZURE_CONNECTIONS)), approve=approve,
+                  parameters=parameters)
         self.runs.append(run)
         assert run.triggered()
         run.execute()
@@ -217,6 +218,12 @@ class Platform:
     def main(self, after: str, approve: Callable[[str, str], bool]) -> Run:
         return self.run(after, {"Build.Reason": "IndividualCI", "Build.SourceBranch": "refs/heads/main"},
                         approve=approve)
+
+    def destroy(self, environment: str, confirm: str, approve: Callable[[str, str], bool]) -> Run:
+        """A manual run of main with the destroy parameters, as typed on Azure's run form."""
+        head = git(self.origin, "rev-parse", "refs/heads/main")
+        return self.run(head, {"Build.Reason": "Manual", "Build.SourceBranch": "refs/heads/main"}, approve=approve,
+                        parameters={"destroyEnvironment": environment, "confirmDestroy": confirm})
 
     def state(self, strata: Strata) -> dict[str, Any]:
         pulled = strata("state", "pull", STACK, cwd=self.dev, env=self.strata_env)
@@ -409,3 +416,31 @@ def test_a_download_that_does_not_match_its_checksum_stops_the_job(platform: Pla
     assert outcomes[next(n for n in outcomes if n.startswith("Install terraform"))] == "Failed", result.log
     assert outcomes["Plan"] == "Skipped", result.log
     assert p.api.azure_bodies() == []
+
+
+def test_a_manual_destroy_needs_the_environment_typed_again(platform: Platform, strata: Strata) -> None:
+    p = platform
+    asked: list[tuple[str, str]] = []
+
+    def approve(stage: str, environment: str) -> bool:
+        asked.append((stage, environment))
+        return True
+
+    serial = p.state(strata)["serial"]
+    run = p.destroy("staging", "production", approve)  # the second field mistyped
+    text = log(run)
+    assert {s for s, r in run.stage_results.items() if r != "Skipped"} == {"destroy"}, run.stage_results
+    refused = job(run, "destroy", "destroy_staging_aws_111111111111")
+    assert refused.result == "Failed" and "confirmDestroy differs" in refused.log, text
+    assert [s.outcome for s in refused.steps][1:] == ["Skipped"] * (len(refused.steps) - 1), text
+    assert p.state(strata)["serial"] == serial  # nothing destroyed
+
+    run = p.destroy("staging", "staging", approve)
+    text = log(run)
+    assert job(run, "destroy", "destroy_staging_aws_111111111111").result == "Succeeded", text
+    assert {r.job: r.result for r in legs(run) if r.job.startswith("destroy_production")} == {
+        "destroy_production_aws_222222222222": "Skipped",
+        f"destroy_production_azure_{SUBSCRIPTION.replace('-', '_')}": "Skipped"}, text
+    assert p.state(strata)["resources"] == [], text
+    assert set(asked) == {("destroy", "staging")}, asked
+    assert_own_credentials(run)
