@@ -286,6 +286,7 @@ class Pipeline:
         self.checkout = checkout
         self.workspace_factory = workspace_factory
         self.results: dict[str, JobResult] = {}
+        self.attempts: list[str] = []  # the jobs run, in order
         self._check_globals()
 
     def _check_globals(self) -> None:
@@ -370,10 +371,11 @@ class Pipeline:
         return self.results
 
     def play(self, name: str, variables: Mapping[str, str] | None = None) -> JobResult:
-        """Start a manual job the pipeline left waiting (an approver pressing play), with the ``variables`` given
-        on the play form (they win over all others); what needs it stays waiting."""
+        """Start a manual job the pipeline left waiting (an approver pressing play), or run a manual job that ran
+        again (retry), with the ``variables`` given on the form (they win over all others); what needs it stays
+        waiting."""
         job = self.results.get(name)
-        if job is None or job.status != "manual":
+        if job is None or job.status not in ("manual", "failed", "success") or "manual" not in _whens(job.spec):
             raise PipelineError(f"{name} is not a manual job waiting to be started "
                                 f"({job.status if job else 'not in this pipeline'})")
         self.results[name] = self._execute(name, job.spec, variables or {})
@@ -441,8 +443,10 @@ class Pipeline:
         return self._execute(name, spec)
 
     def _execute(self, name: str, spec: dict[str, Any], played: Mapping[str, str] | None = None) -> JobResult:
-        workspace = self.workspace_factory(name)
-        job_id = str(9000 + len(self.results) + 1)
+        attempt = sum(1 for r in self.attempts if r == name) + 1
+        self.attempts.append(name)
+        workspace = self.workspace_factory(name if attempt == 1 else f"{name}-{attempt}")  # a retry: a new clone
+        job_id = str(9000 + len(self.attempts))
         environment = spec.get("environment")
         if isinstance(environment, str):
             environment = {"name": environment}
@@ -524,6 +528,11 @@ class Pipeline:
                 raise PipelineError(f"job {result.name}: artifacts:reports:{kind} not supported (a dotenv report "
                                     "would pass variables on)")
             result.reports[kind] = _files(workspace, [paths] if isinstance(paths, str) else paths)
+
+
+def _whens(spec: Mapping[str, Any]) -> set[str]:
+    """Every ``when`` the job or its rules can have."""
+    return {str(spec.get("when", "on_success")), *(str(r.get("when", "on_success")) for r in spec.get("rules") or [])}
 
 
 def _commands(spec: Mapping[str, Any], key: str) -> list[str]:

@@ -22,6 +22,9 @@ What it shows:
 - the pipeline on main fetches the plan artifact of the merge request's last commit through the API and applies
   that reviewed plan; production's apply waits for an approver, who starts it;
 - a plan made stale by a change of state after the review is refused, and nothing is applied;
+  (in a merged results pipeline: the plan is found at the merge request's merge ref);
+- a pipeline run from the web UI offers the destroy jobs only; one runs when the environment's name is typed,
+  and destroys it;
 - each job gets an OIDC token for its own cloud only and assumes its own environment's role.
 """
 
@@ -401,14 +404,13 @@ def test_a_reviewed_plan_made_stale_after_the_review_is_refused(platform: Platfo
     assert state_of(p, strata)["serial"] == serial, run.log  # nothing applied
 
 
-def test_a_pipeline_run_from_the_web_ui_only_offers_the_destroy_jobs(
-        tmp_path: Path, strata: Strata, fake_ci_api: FakeCiApi, tf_111: str, provider_mirror: dict[str, str],
-        release_server: tuple[str, list[str]]) -> None:
-    """Run from the web UI on main, the pipeline neither plans nor applies: were production's blocking approval
-    in it, the destroy jobs of the later stage could not be started."""
-    origin, dev = _origin(tmp_path, strata, 'backend "local" {}')
-    p = _platform(tmp_path, strata, fake_ci_api, origin, dev, tf_111, provider_mirror, release_server[0])
-    head = git(origin, "rev-parse", "refs/heads/main")
+def test_a_pipeline_run_from_the_web_ui_only_offers_the_destroy_jobs(platform: Platform, strata: Strata) -> None:
+    """Run from the web UI on main, the pipeline neither plans nor applies (were production's blocking approval in
+    it, the destroy jobs of the later stage could not be started); a destroy job runs when the environment's name
+    is typed on the play form, and destroys it."""
+    p = platform
+    assert state_of(p, strata)["resources"]
+    head = git(p.origin, "rev-parse", "refs/heads/main")
     run = p.run("main", head, {"CI_PIPELINE_SOURCE": "web", "CI_COMMIT_BRANCH": "main", "CI_COMMIT_REF_NAME": "main",
                                "CI_COMMIT_BEFORE_SHA": "0" * 40})
     assert {n: j.status for n, j in run.jobs.items()} == {"destroy-production": "manual",
@@ -416,3 +418,9 @@ def test_a_pipeline_run_from_the_web_ui_only_offers_the_destroy_jobs(
     refused = run.pipeline.play("destroy-staging", {"CONFIRM": "production"})  # the wrong environment typed
     assert refused.status == "failed" and "set CONFIRM to staging to destroy it" in refused.log, refused.log
     assert "$ strata destroy" not in refused.log
+    assert state_of(p, strata)["resources"]
+    destroyed = run.pipeline.play("destroy-staging", {"CONFIRM": "staging"})  # retried with the right name
+    assert destroyed.status == "success", destroyed.log
+    assert_own_cloud_only(destroyed, "staging")
+    assert destroyed.environment == {"name": "staging", "action": "stop"}
+    assert state_of(p, strata)["resources"] == [], destroyed.log
