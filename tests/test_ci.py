@@ -243,7 +243,7 @@ def test_the_example_gates_production_through_its_ci_block(example: Repository) 
 def test_a_bad_ci_block_is_an_error_at_its_line(strata: Any, tmp_path: Path, block: str, line: int,
                                                  message: str) -> None:
     root = write_tree(tmp_path / "repo", {"strata.hcl": "strata {}\n" + block, "dev/app/strata.hcl": "stack {}\n"})
-    for command in (("ci", "generate", "github"), ("ci", "matrix")):
+    for command in (("ci", "generate", "github"), ("ci", "matrix"), ("validate",)):
         result = strata(*command, cwd=root)
         assert result.code == 1, result.output
         assert f"strata.hcl:{line + 1}: error: " in result.output and message in result.output, result.output
@@ -995,8 +995,8 @@ def test_a_placeholder_a_stack_cannot_fill_is_refused_when_generating(strata: An
     root = write_tree(tmp_path / "repo", {
         "strata.hcl": 'strata {}\nci {\n  aws {\n    role = "arn:aws:iam::{account_id}:role/x"\n  }\n}\n',
         "dev/app/strata.hcl": 'stack {}\ncloud = "aws"\n'})
-    for system in ("github", "gitlab", "azure-devops"):
-        result = strata("ci", "generate", system, cwd=root)
+    for command in (("ci", "generate", "github"), ("ci", "generate", "gitlab"), ("validate",)):
+        result = strata(*command, cwd=root)
         assert result.code == 1, result.output
         assert ("strata.hcl:2: error: dev/app: the ci block's 'arn:aws:iam::{account_id}:role/x' needs {account_id}, "
                 "and the stack sets no account_id") in result.output

@@ -41,7 +41,7 @@ def validate(repo: Repository, version: Version | None, terraform_args: Sequence
     the flags a run hands terraform (``strata plan -- -var x=1``): the variables they set are set."""
     found = list(repo.diagnostics)
     for check in (_graph, _layers, _states, _backends, _encryption, _storage_sharing, _cidrs,
-                  _paths, _declared_backends):
+                  _paths, _declared_backends, _ci):
         found.extend(check(repo, version))
     found.extend(_inputs(repo, version, terraform_args))
     unique: dict[tuple[Any, ...], Diagnostic] = {}
@@ -73,6 +73,13 @@ def _graph(repo: Repository, version: Version | None) -> list[Diagnostic]:
         source = edge.source if edge else first.source
         out.append(Diagnostic("error", "dependency cycle: " + " -> ".join(cycle), source))
     return out
+
+
+def _ci(repo: Repository, version: Version | None) -> list[Diagnostic]:
+    """The ci {} block against the stacks: names of environments no stack has, placeholders left unfilled."""
+    from strata.ci.settings import problems
+
+    return problems(repo)
 
 
 def _layer_rank(stack: Stack, repo: Repository) -> tuple[float, str] | None:

@@ -101,22 +101,30 @@ def credentials(repo: Repository, env: str, cloud: str, account: str) -> dict[st
 
 
 def check(repo: Repository) -> None:
-    """Refuse a ci block naming an environment no stack has (a typo would leave ``production`` unprotected or
-    first in line): :class:`ProblemsFound` with the file:line of each name."""
+    """Raise :class:`ProblemsFound` with :func:`problems`, when there are any."""
+    found = problems(repo)
+    if found:
+        raise ProblemsFound(found[:20])
+
+
+def problems(repo: Repository) -> list[Diagnostic]:
+    """What the ci block gets wrong about this repository's stacks, with its file:line: a name of promotion,
+    protected or an environment block that no stack has (a typo would leave ``production`` unprotected or first
+    in line), and a credential placeholder a stack cannot fill."""
     ci = repo.settings.ci
     if ci is None:
-        return
+        return []
     known = environments(repo)
     shown = ", ".join(known) or "none"
-    problems: list[Diagnostic] = []
+    found: list[Diagnostic] = []
     for setting, names in (("promotion", ci.promotion), ("protected", ci.protected)):
         for name in names or ():
             if name not in known:
-                problems.append(Diagnostic("error", f"ci {{ {setting} }} names {name!r}, an environment no stack has "
+                found.append(Diagnostic("error", f"ci {{ {setting} }} names {name!r}, an environment no stack has "
                                                     f"(environments: {shown})", ci.sources.get(setting, ci.source)))
     for name, block in ci.environments.items():
         if name not in known:
-            problems.append(Diagnostic("error", f"ci {{ environment {name!r} }}: no stack has this environment "
+            found.append(Diagnostic("error", f"ci {{ environment {name!r} }}: no stack has this environment "
                                                 f"(environments: {shown})", block.source))
     for stack in sorted(repo.stacks.values(), key=lambda s: s.path):
         cloud = stack.dimension("cloud")
@@ -124,6 +132,5 @@ def check(repo: Repository) -> None:
             try:
                 credentials(repo, stack.environment, cloud, stack.dimension("account_id") or "")
             except StrataError as exc:
-                problems.append(Diagnostic("error", f"{stack.path}: {exc}", ci.source))
-    if problems:
-        raise ProblemsFound(problems[:20])
+                found.append(Diagnostic("error", f"{stack.path}: {exc}", ci.source))
+    return found
