@@ -19,6 +19,7 @@ the plan in the run summary, waits for the environment's approval and applies th
 - the pull-request pipeline posts one PR thread, and a second push updates that same thread;
 - the main pipeline's apply stage applies exactly the saved plan its plan stage made and showed, carried as a
   pipeline artifact; the approval of each environment is asked once, staging before production;
+- a rejected approval applies nothing;
 - a saved plan made stale between the plan stage and the approved apply (someone applied from elsewhere while
   the approval waited) is refused and nothing is applied;
 - every job authenticates for its own cloud only (the test adds an Azure stack to production, so production has
@@ -48,6 +49,7 @@ import yaml
 from azure_pipelines import Connections, Job, JobResult, Run, credential_tasks
 from conftest import EXAMPLE, Result
 from fake_ci_api import AZURE_PROJECT, AZURE_REPO, AZURE_TOKEN, PULL, FakeCiApi
+from strata import __version__
 
 pytestmark = pytest.mark.terraform
 pytest_plugins = ["servers"]  # postgres_server: the state of every job's stacks
@@ -380,6 +382,21 @@ def test_the_pull_request_thread_is_updated_and_main_applies_the_plan_it_showed(
     assert {c["job"] for c in run.credentials if c["task"] == "AzureCLI@2"} == \
         {f"{s}_production_azure_{SUBSCRIPTION.replace('-', '_')}" for s in ("plan", "apply")}, run.credentials
     assert p.releases.requests, "terraform was not downloaded"
+    installs = (p.tmp / "pip-installs.log").read_text().splitlines()
+    assert installs and all(line == f"install tfstrata[all]=={__version__}" for line in installs), installs
+
+
+def test_a_rejected_approval_applies_nothing(platform: Platform, strata: Strata) -> None:
+    p = platform
+    p.change('"standard"', '"gold"', "ezra: gold tier")
+    after = p.complete()
+    serial = p.state(strata)["serial"]
+    run = p.main(after, lambda _stage, environment: environment != "staging")
+    text = log(run)
+    assert run.stage_results["plan_staging"] == "Succeeded", text
+    assert job(run, "apply_staging", "apply_staging_aws_111111111111").result == "Rejected", text
+    assert run.stage_results["apply_production"] == "Skipped", text
+    assert p.state(strata)["serial"] == serial, text
 
 
 def test_a_plan_made_stale_while_the_approval_waits_is_refused(platform: Platform, strata: Strata) -> None:
