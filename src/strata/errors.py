@@ -31,6 +31,7 @@ from typing import Literal
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2  # plan --detailed-exitcode: succeeded with changes
+EXIT_POLICY = 3  # plan: the plans were made, a policy check failed or could not run (strata.policy)
 EXIT_USAGE = 64  # sysexits EX_USAGE: never confused with "changes present"
 EXIT_INTERRUPTED = 130
 

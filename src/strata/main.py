@@ -22,7 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EPILOG = """\b
 Exit codes: 0 success; 1 errors (configuration, validation, failed stacks);
-64 wrong usage; 130 interrupted.
+2 changes (plan --detailed-exitcode); 3 a policy check failed; 64 wrong usage; 130 interrupted.
 Set NO_COLOR (or pass --no-color) for plain output."""
 
 
@@ -414,10 +414,22 @@ def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None =
         fail_fast=kwargs.pop("fail_fast"), lock_timeout=kwargs.pop("lock_timeout"),
         save_plans=extra.pop("save_plans", False), saved_plans=extra.pop("saved_plans", False),
         ignore_errored_state=kwargs.pop("ignore_errored_state", False),
+        override_policy=_override_reason(extra.pop("override_policy", None)),
     )
     return run.run(ws, _selection(kwargs), options, include_dependencies=kwargs.pop("include_dependencies"),
                    include_dependents=kwargs.pop("include_dependents"), json_report=kwargs.pop("json_report"),
                    quiet=kwargs.pop("quiet"), **extra)
+
+
+def _override_reason(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    from strata.policy.gate import check_reason
+
+    try:
+        return check_reason(reason)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--override-policy") from None
 
 
 @cli.command("plan", cls=_SplitAtDashes)
@@ -434,13 +446,17 @@ def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None =
 @click.option("--terraform-report", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Also write one GitLab Terraform report per stack (artifacts:reports:terraform: counts only) "
                    "into DIR.")
+@click.option("--policy", "check_policy", is_flag=True,
+              help="Check each stack's saved plan with checkov (built-in checks and the repository's own, see "
+                   "policy {} in strata.hcl); on every plan when the block says enabled = true. A failed check "
+                   "exits 3 and `apply --plan` refuses the plan.")
 @click.pass_obj
 def plan_command(ws: Any, /, detailed_exitcode: bool, save_plans: bool, summary_md: Path | None,
-                 summary_format: str, terraform_report: Path | None, **kwargs: Any) -> int:
+                 summary_format: str, terraform_report: Path | None, check_policy: bool, **kwargs: Any) -> int:
     """Plan the selected stacks in dependency order."""
     return _run(ws, "plan", kwargs, detailed_exitcode=detailed_exitcode,
                 save_plans=save_plans or bool(summary_md) or bool(terraform_report), summary_md=summary_md,
-                summary_format=summary_format, terraform_report=terraform_report)
+                summary_format=summary_format, terraform_report=terraform_report, check_policy=check_policy)
 
 
 @cli.command("apply", cls=_SplitAtDashes)
@@ -450,18 +466,21 @@ def plan_command(ws: Any, /, detailed_exitcode: bool, save_plans: bool, summary_
 @click.option("--plan", "saved_plans", is_flag=True, help="Apply the plans saved by `strata plan --out`.")
 @click.option("--bootstrap", "bootstrap_first", is_flag=True,
               help="First create (or repair) the backends the stacks need, as `strata bootstrap` does.")
+@click.option("--override-policy", metavar="REASON",
+              help="Apply plans whose policy check failed (or could not run) anyway; the reason, who and which "
+                   "checks are recorded in the run report and .strata/audit/policy-overrides.jsonl.")
 @_yes_option
 @_non_interactive_option
 @click.pass_obj
 def apply_command(ws: Any, /, saved_plans: bool, bootstrap_first: bool, yes: bool, non_interactive: bool,
-                  **kwargs: Any) -> int:
+                  override_policy: str | None, **kwargs: Any) -> int:
     """Apply the selected stacks in dependency order.
 
     Without --yes: plans every stack, shows each diff and the summary, asks once, then applies exactly the
     plans shown (a plan that went stale in between is planned and shown again, never applied unseen).
     """
     return _run(ws, "apply", kwargs, saved_plans=saved_plans, yes=yes, bootstrap=bootstrap_first,
-                non_interactive=non_interactive)
+                non_interactive=non_interactive, override_policy=override_policy)
 
 
 @cli.command("destroy", cls=_SplitAtDashes)

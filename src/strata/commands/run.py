@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from strata import generate as gen
 from strata.atomic import PUBLIC, write_atomic
-from strata.errors import EXIT_ERROR, ProblemsFound, StrataError, UsageError
+from strata.errors import EXIT_ERROR, EXIT_POLICY, ProblemsFound, StrataError, UsageError
 from strata.model.repository import Repository
 from strata.model.selection import Selection, select
 from strata.model.stack import Stack
@@ -57,7 +57,7 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
         include_dependents: bool = False, yes: bool = False, detailed_exitcode: bool = False,
         json_report: bool = False, quiet: bool = False, bootstrap: bool = False,
         summary_md: Path | None = None, summary_format: str = "github", terraform_report: Path | None = None,
-        non_interactive: bool = False) -> int:
+        non_interactive: bool = False, check_policy: bool = False) -> int:
     repo = ws.repository()
     repo.require_valid()
     stacks = select(repo, selection, ws.cwd, dependencies=include_dependencies, dependents=include_dependents)
@@ -74,6 +74,7 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
     if terraform_report is not None:
         writable_folder(terraform_report, "--terraform-report")
     binary = ws.terraform()
+    options = with_policy(repo, options, check_policy)
     prepare(ws, repo, stacks, options.terraform_args)
     if bootstrap:
         from strata.commands.bootstrap import bootstrap as create_backends
@@ -84,9 +85,10 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
         made = [c for c in changes if c.action in ("created", "changed")]
         err(f"backends ready: {len(made)} resource(s) created or repaired, "
             f"{len(changes) - len(made)} already in place")
-    if options.command == "apply" and not options.saved_plans and not yes:
+    if options.command == "apply" and not options.saved_plans and (not yes or options.policy is not None):
+        # with policy checks, apply --yes too applies only checked plans: plan, check, apply those plans
         return apply_as_shown(repo, binary, stacks, options, quiet=quiet, json_report=json_report,
-                              non_interactive=non_interactive)
+                              non_interactive=non_interactive, ask_first=not yes)
     if options.command == "destroy" and not yes:
         if non_interactive:
             raise UsageError("destroy changes infrastructure: pass --yes (--non-interactive never asks)")
@@ -106,6 +108,19 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, include_dep
     return code
 
 
+def with_policy(repo: Repository, options: RunOptions, asked: bool) -> RunOptions:
+    """Plans are checked with ``plan --policy``, or on every plan with ``policy { enabled = true }`` (``apply``
+    without ``--plan`` plans first, so it checks too); a checked plan is always saved, its check in its record."""
+    settings = repo.settings.policy
+    planning = options.command == "plan" or (options.command == "apply" and not options.saved_plans)
+    if not planning or not (asked or settings.enabled):
+        return options
+    from strata.policy.check import prepare as prepare_policy
+
+    return dataclasses.replace(options, policy=prepare_policy(repo.root, settings),
+                               save_plans=options.save_plans or options.command == "plan")
+
+
 def execute(repo: Repository, binary: TerraformBinary, options: RunOptions, stacks: list[Stack],
             quiet: bool) -> tuple[Runner, RunReport]:
     display = choose_display(len(stacks), quiet, options.command)
@@ -119,7 +134,7 @@ def execute(repo: Repository, binary: TerraformBinary, options: RunOptions, stac
 
 
 def apply_as_shown(repo: Repository, binary: TerraformBinary, stacks: list[Stack], options: RunOptions, *,
-                   quiet: bool, json_report: bool, non_interactive: bool) -> int:
+                   quiet: bool, json_report: bool, non_interactive: bool, ask_first: bool = True) -> int:
     """``apply`` without ``--yes``: plan every stack, show the diffs and the summary, ask once, then apply
     exactly those saved plans (as terraform's own apply does), never a second, different plan.
 
@@ -129,8 +144,11 @@ def apply_as_shown(repo: Repository, binary: TerraformBinary, stacks: list[Stack
     and every stack not applied yet downstream of one just applied (its plan, even "no changes", was made
     with the outputs before). The plans a round made and did not apply are removed, so a later
     ``apply --plan`` never applies a plan that was declined. The diffs are shown even with ``--quiet``.
+
+    With policy checks (``ask_first`` False: ``apply --yes``, which comes here only then), a plan that failed its
+    check stops the apply before anything is applied, unless ``--override-policy REASON``.
     """
-    if non_interactive or not sys.stdin.isatty():  # refused before planning: nobody could answer
+    if ask_first and (non_interactive or not sys.stdin.isatty()):  # refused before planning: nobody could answer
         why = "--non-interactive never asks" if non_interactive else "there is no terminal to ask"
         raise UsageError(f"apply changes infrastructure in {len(stacks)} stack(s): pass --yes to apply without "
                          f"asking ({why})")
@@ -144,9 +162,14 @@ def apply_as_shown(repo: Repository, binary: TerraformBinary, stacks: list[Stack
         try:
             reporting.print_summary(planned, to_stderr=stdout_taken(len(pending), False))
             last = planned
-            if reporting.exit_code(planned, False) != 0:
+            code = reporting.exit_code(planned, False)
+            if code == EXIT_POLICY and options.override_policy is None:
+                err("nothing applied: a policy check did not pass (see above); fix the plans, or apply anyway with "
+                    "--override-policy \"REASON\" (recorded)")
+                return _finish(planned, applied, json_report, code)
+            if code not in (0, EXIT_POLICY):
                 err("nothing more applied: the plan failed")
-                return _finish(planned, applied, json_report, reporting.exit_code(planned, False))
+                return _finish(planned, applied, json_report, code)
             ready = [r.path for r in planned.results if r.status == "changes" and not r.mocked]
             placeholders = [r.path for r in planned.results if r.mocked]
             if not ready:
@@ -159,8 +182,9 @@ def apply_as_shown(repo: Repository, binary: TerraformBinary, stacks: list[Stack
                 return _finish(planned, applied, json_report, 0)
             later = f" ({len(placeholders)} more, planned with placeholder outputs, come next)" if placeholders else ""
             try:
-                ask(f"apply changes infrastructure in {len(ready)} stack(s)",
-                    f"Apply the {len(ready)} plan(s) shown above{later}?", "apply cancelled")
+                if ask_first:
+                    ask(f"apply changes infrastructure in {len(ready)} stack(s)",
+                        f"Apply the {len(ready)} plan(s) shown above{later}?", "apply cancelled")
             except (UsageError, EOFError):
                 done = f"; {len(applied)} stack(s) were applied in earlier rounds" if applied else ": nothing applied"
                 err(f"apply cancelled{done}")
@@ -256,6 +280,7 @@ def stack_plans(runner: Runner, result: RunReport, why: dict[str, str]) -> list[
     import re
     import subprocess
 
+    from strata.policy.check import summary_of
     from strata.run.summary import StackPlan
 
     echo = re.compile(r"(?m)^\$ " + re.escape(str(runner.binary.path)) + r"(?: .*)?\n?")
@@ -277,7 +302,8 @@ def stack_plans(runner: Runner, result: RunReport, why: dict[str, str]) -> list[
         text = echo.sub("", re.sub(r"\x1b\[[0-9;]*m", "", text))
         stack = runner.repo.stacks.get(stack_result.path)
         plans.append(StackPlan(stack_result.path, stack_result.status, plan_json, text, stack_result.detail,
-                               why=why.get(stack_result.path), environment=stack.environment if stack else None))
+                               why=why.get(stack_result.path), environment=stack.environment if stack else None,
+                               policy=summary_of(stack_result.policy)))
     return plans
 
 

@@ -17,7 +17,7 @@ from strata.errors import ConfigError, Source
 DIMENSIONS = ("cloud", "account_id", "environment", "region", "layer", "client")
 
 TOP_ATTRIBUTES = frozenset({*DIMENSIONS, "inputs", "dependencies"})
-TOP_BLOCKS = frozenset({"strata", "ci", "locals", "backend", "bootstrap", "stack", "dependency"})
+TOP_BLOCKS = frozenset({"strata", "ci", "locals", "backend", "bootstrap", "stack", "dependency", "policy"})
 STACK_ATTRIBUTES = frozenset({"name", "description", "tags"})
 DEPENDENCY_ATTRIBUTES = frozenset({"path", "mock_outputs"})
 # How `strata bootstrap` builds the backend (inherited and merged like backend settings; deeper wins).
@@ -68,6 +68,7 @@ class ConfigFile:
     inputs: ast.Attribute | None = None
     dependencies: list[DependencyDecl] = field(default_factory=list)
     dependency_paths: ast.Attribute | None = None
+    policy: ast.Block | None = None  # the root `policy {}` block (strata.config.policy reads it)
 
     def source(self, line: int, note: str = "") -> Source:
         return Source(self.display, line, note)
@@ -168,13 +169,14 @@ def decode(body: ast.Body, directory: str, display: str, absdir: str) -> tuple[C
                 err("the strata block takes no labels", block.line)
             _check_names(block, SETTINGS_ATTRIBUTES, "the strata block", err)
             cfg.settings = StackDecl({a.name: a for a in block.body.attributes}, block.line)
-        elif kind == "ci":
+        elif kind in ("ci", "policy"):  # the root file's blocks that their own modules decode
+            first: ast.Block | None = getattr(cfg, kind)
             if directory:
-                err("the ci {} block belongs in the repository root strata.hcl only", block.line)
-            elif cfg.ci is not None:
-                err(f"a second ci block in this file (the first is at line {cfg.ci.line})", block.line)
+                err(f"the {kind} {{}} block belongs in the repository root strata.hcl only", block.line)
+            elif first is not None:
+                err(f"a second {kind} block in this file (the first is at line {first.line})", block.line)
             else:
-                cfg.ci = block
+                setattr(cfg, kind, block)
         else:
             err(_unknown("block", kind, TOP_BLOCKS, "strata.hcl"), block.line)
     return cfg, errors

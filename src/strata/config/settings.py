@@ -10,6 +10,7 @@ from strata.config.ci import CISettings, load_ci
 from strata.config.evaluate import Context, evaluate
 from strata.config.files import ConfigFile
 from strata.config.limits import shorten
+from strata.config.policy import PolicySettings, load_policy
 from strata.errors import ConfigError, Source
 
 DEFAULT_ENVIRONMENT_NAMES = (
@@ -31,6 +32,7 @@ class Settings:
     backend_file: str = "strata_backend.tf"
     inputs_file: str = "strata_inputs.auto.tfvars"
     ci: CISettings | None = None  # the ci {} block; None: the pipelines' defaults
+    policy: PolicySettings = field(default_factory=PolicySettings)  # the root `policy {}` block
     sources: dict[str, Source] = field(default_factory=dict)
 
 
@@ -52,11 +54,13 @@ def _filename(value: Any, name: str, suffix: str) -> str:
 
 
 def load_settings(cfg: ConfigFile) -> tuple[Settings, list[ConfigError]]:
-    """Evaluate the root file's ``strata {}`` block; unset settings keep their defaults."""
+    """Evaluate the root file's ``strata {}`` block (and its ``policy {}`` block); unset settings keep their
+    defaults."""
     settings = Settings()
-    errors: list[ConfigError] = []
+    settings.policy, errors = load_policy(cfg)
     if cfg.ci is not None:
-        settings.ci, errors = load_ci(cfg.ci, cfg.display, cfg.absdir)
+        settings.ci, ci_errors = load_ci(cfg.ci, cfg.display, cfg.absdir)
+        errors += ci_errors
     if cfg.settings is None:
         return settings, errors
     from strata.model.dimensions import DIMENSION_NAMES

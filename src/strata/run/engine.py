@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from strata.atomic import SECRET, private_dir, write_atomic
 from strata.backends import get_backend
@@ -41,6 +41,9 @@ from strata.terraform.modules import code_files, local_modules, read_code
 from strata.terraform.process import Completed, ProcessGroup, run
 from strata.terraform.providers import ProviderStore
 from strata.terraform.variables import declared_variables, tf_var_text
+
+if TYPE_CHECKING:
+    from strata.policy.check import PolicyRun
 
 # Commands that may use a dependency's mock_outputs when it has no state yet. Never apply or refresh:
 # their results would be written to state from values that do not exist.
@@ -67,6 +70,8 @@ class RunOptions:
     save_plans: bool = False  # plan --out
     saved_plans: bool = False  # apply --plan
     ignore_errored_state: bool = False  # run although terraform left an unsaved state (errored.tfstate)
+    policy: PolicyRun | None = None  # plan: check each saved plan (strata.policy)
+    override_policy: str | None = None  # apply --plan: apply a plan that failed its policy check, for this reason
 
     @property
     def touches_state(self) -> bool:
@@ -92,12 +97,13 @@ class StackResult:
     mocked: list[str] = field(default_factory=list)
     plan_file: str = ""
     errored_state: str = ""  # the errored.tfstate terraform wrote because it could not save the state
+    policy: dict[str, Any] | None = None  # the policy check of its plan (strata.policy.check), if any
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "status": self.status, "duration": round(self.duration, 3),
                 "detail": self.detail, "add": self.add, "change": self.change, "destroy": self.destroy,
                 "log": self.log, "mocked_dependencies": self.mocked, "plan_file": self.plan_file or None,
-                "errored_state": self.errored_state or None}
+                "errored_state": self.errored_state or None, "policy": self.policy}
 
 
 @dataclass(slots=True)
@@ -158,7 +164,7 @@ class Runner:
         data = outcome.data
         return StackResult(path, outcome.status, outcome.duration, outcome.detail, data.get("add"),
                            data.get("change"), data.get("destroy"), data.get("log", ""), data.get("mocked", []),
-                           data.get("plan_file", ""), data.get("errored_state", ""))
+                           data.get("plan_file", ""), data.get("errored_state", ""), data.get("policy"))
 
     def _work(self, path: str) -> Outcome:
         stack = self.repo.stacks[path]
@@ -267,6 +273,8 @@ class Runner:
             if done.exit_code not in (0, 2):
                 return Outcome(FAILED, last_error(done.output, stack.path))
             if self.options.save_plans:
+                if self.options.policy is not None:
+                    data["policy"] = self._check_policy(stack, env, log)
                 self._write_plan_meta(stack, inputs, data)
             return Outcome(CHANGES if done.exit_code == 2 else OK)
         if done.exit_code != 0 and data.get("plan_file") and "Saved plan is stale" in done.output:
@@ -427,7 +435,7 @@ class Runner:
         plan = self._plan_file(stack)
         meta = {"stack": stack.path, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "mocked_dependencies": data.get("mocked", []), "config": self._config_digest(stack, inputs),
-                "terraform": self.binary.describe(), "sha256": _sha256_of(plan)}
+                "terraform": self.binary.describe(), "sha256": _sha256_of(plan), "policy": data.get("policy")}
         write_atomic(plan.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode(), mode=SECRET)
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
 
@@ -607,7 +615,20 @@ class Runner:
             raise StrataError(f"the saved plan of {stack.path} is not the one `strata plan --out` made (the file "
                               "changed since); plan again")
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
+        from strata.policy.gate import admit
+
+        data["policy"] = admit(self.repo.root, stack.path, meta, required=self.repo.settings.policy.enabled,
+                               override=self.options.override_policy, run_id=self.run_id,
+                               plan_sha256=meta.get("sha256"))
         return tf.apply(self.binary.path, plan_file=str(plan), lock_timeout=self.options.lock_timeout)
+
+    def _check_policy(self, stack: Stack, env: dict[str, str], log: IO[str]) -> dict[str, Any]:
+        """The policy check of the plan just saved (checkov on its JSON): kept in the plan's record."""
+        from strata.policy.check import check_plan
+
+        assert self.options.policy is not None
+        return check_plan(self.options.policy, stack.path, self._plan_file(stack), self.repo.root / stack.path, env,
+                          self.binary.path, self.group, self.secrets, log, work_dir=self.log_dir).to_json()
 
 
 def saved_plan_path(root: Path, stack_path: str) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from strata.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
+from strata.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_POLICY
 from strata.output import err, out, print_json, table
 from strata.run.engine import RunReport
 
@@ -20,9 +20,14 @@ def summary_table(report: RunReport) -> str:
 
 
 def print_summary(report: RunReport, *, to_stderr: bool = False) -> None:
-    """The table and the closing line; on stderr when stdout carries terraform's own output (one stack)."""
+    """The table, the policy results (if checked) and the closing line; on stderr when stdout carries
+    terraform's own output (one stack)."""
+    from strata.policy.report import lines as policy_lines
+
     write = err if to_stderr else out
     write(summary_table(report))
+    for line in policy_lines([(r.path, r.policy) for r in report.results if r.policy is not None]):
+        write(line)
     counts = report.counts()
     parts = [f"{counts[s]} {s}" for s in ("ok", "changes", "failed", "skipped", "interrupted") if s in counts]
     write(f"{report.command}: {', '.join(parts) or 'nothing to do'} in {report.duration:.1f}s; "
@@ -48,12 +53,15 @@ def print_report(report: RunReport, exit_code: int) -> None:
 
 
 def exit_code(report: RunReport, detailed: bool) -> int:
-    """130 interrupted; 1 any stack failed; 2 changes (with --detailed-exitcode); else 0."""
+    """130 interrupted; 1 any stack failed; 3 a policy check failed or could not run; 2 changes (with
+    --detailed-exitcode); else 0."""
     statuses = {r.status for r in report.results}
     if report.interrupted or "interrupted" in statuses:
         return EXIT_INTERRUPTED
     if "failed" in statuses:
         return EXIT_ERROR
+    if any(r.policy is not None and r.policy.get("status") in ("failed", "error") for r in report.results):
+        return EXIT_POLICY
     if detailed and "changes" in statuses:
         return EXIT_CHANGES
     return EXIT_OK

@@ -44,6 +44,11 @@ def output(binary: str) -> list[str]:
     return [binary, "output", "-json", "-no-color"]
 
 
+def show_plan(binary: str, plan_file: str) -> list[str]:
+    """A saved plan as JSON (what policy checks read): every value in it, sensitive ones in clear."""
+    return [binary, "show", "-json", "-no-color", plan_file]
+
+
 @dataclass(frozen=True, slots=True)
 class Changes:
     add: int = 0
