@@ -23,6 +23,7 @@ import jsonschema
 import pytest
 
 from conftest import REPO, Result, write_tree
+from test_terminal import Terminal
 
 pytestmark = pytest.mark.terraform
 
@@ -35,12 +36,12 @@ variable "size" {
 variable "token" {
   type      = string
   sensitive = true
-  default   = "%s"
+  default   = "SECRET"
 }
 resource "terraform_data" "vm" {
   input = { instance_type = var.size, name = "web", token = var.token }
 }
-""" % SECRET
+""".replace("SECRET", SECRET)
 FORBID_BIG = """
 metadata:
   id: "CKV2_STRATA_1"
@@ -66,7 +67,7 @@ class NoWebName(BaseResourceCheck):
     def __init__(self):
         super().__init__(name="Names must not be web", id="CKV_STRATA_2",
                          categories=[CheckCategories.GENERAL_SECURITY], supported_resources=["terraform_data"])
-        %s
+        SEVERITY
 
     def scan_resource_conf(self, conf):
         print("checking", conf)
@@ -106,7 +107,7 @@ def make_repo(root: Path, policy: str, *, python_check: str | None = None) -> Pa
     }
     if python_check is not None:
         files["policies/__init__.py"] = ""
-        files["policies/name_check.py"] = NAME_CHECK % python_check
+        files["policies/name_check.py"] = NAME_CHECK.replace("SEVERITY", python_check)
     return write_tree(root, files)
 
 
@@ -205,6 +206,22 @@ def test_policy_enabled_checks_every_plan_and_apply_without_a_saved_plan(
     record.write_text(json.dumps(meta))
     unchecked = strata("apply", "dev/r/db", "--plan", "--yes", "-q", cwd=root, env=env)
     assert unchecked.code == 1 and "was not checked by the policy" in unchecked.output, unchecked.output
+
+
+def test_interactive_apply_shows_the_failed_check_and_applies_only_with_an_override(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    root = make_repo(tmp_path / "repo", 'policy {\n  enabled   = true\n  directory = "policies"\n}\n')
+    term = Terminal(["apply"], root, env)
+    assert term.finish() == 3, term.text  # nothing asked, nothing applied
+    assert "CKV2_STRATA_1 Instances must not be m5.24xlarge: terraform_data.vm [HIGH]" in term.text
+    assert "nothing applied: a policy check did not pass" in term.text and "Type 'yes'" not in term.text
+    term = Terminal(["apply", "--override-policy", "reviewed at the terminal"], root, env)
+    term.wait_for("Type 'yes'")
+    term.send("yes\n")
+    assert term.finish() == 0, term.text
+    assert "dev/r/web: overridden: reviewed at the terminal" in term.text
+    audit = [json.loads(line) for line in (root / ".strata/audit/policy-overrides.jsonl").read_text().splitlines()]
+    assert [(a["stack"], a["reason"]) for a in audit] == [("dev/r/web", "reviewed at the terminal")]
 
 
 # -- custom Python checks, severities, skips --------------------------------------------------------------------
@@ -336,7 +353,8 @@ def test_a_custom_check_checkov_cannot_load_is_an_error(strata: Strata, tmp_path
 @pytest.mark.parametrize(("block", "message"), [
     ('policy {\n  skip "CKV_AWS_1" {\n    stacks = ["*"]\n  }\n}\n',
      "strata.hcl:4: error: skip 'CKV_AWS_1' needs a reason"),
-    ('policy {\n  skip "CKV_AWS_1" {\n    reason = "  "\n  }\n}\n', "strata.hcl:5: error: skip 'CKV_AWS_1' needs a reason"),
+    ('policy {\n  skip "CKV_AWS_1" {\n    reason = "  "\n  }\n}\n',
+     "strata.hcl:5: error: skip 'CKV_AWS_1' needs a reason"),
     ('policy {\n  severity = "SEVERE"\n}\n', "strata.hcl:4: error: severity must be one of INFO, LOW, MEDIUM, HIGH, "
      "CRITICAL; not 'SEVERE'"),
     ('policy {\n  enabled = "yes"\n}\n', "strata.hcl:4: error: enabled must be true or false"),
@@ -357,6 +375,13 @@ def test_a_bad_policy_block_is_an_error_at_its_line(strata: Strata, tmp_path: Pa
     root = make_repo(tmp_path / "repo", block)
     result = strata("validate", cwd=root)
     assert result.code == 1 and message in result.output, result.output
+
+
+def test_a_skip_whose_stacks_match_nothing_is_a_warning(strata: Strata, tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", 'policy {\n  skip "CKV_AWS_1" {\n    stacks = ["dev/*/wbe"]\n'
+                                        '    reason = "typo"\n  }\n}\n')
+    result = strata("validate", cwd=root)
+    assert "strata.hcl:4: warning: skip 'CKV_AWS_1': 'dev/*/wbe' matches no stack" in result.output, result.output
 
 
 def test_the_policy_block_belongs_in_the_root_file(strata: Strata, tmp_path: Path) -> None:

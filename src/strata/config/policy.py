@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from strata.config import ast
 from strata.config.evaluate import Context, evaluate
 from strata.config.files import ConfigFile, _unknown
 from strata.config.limits import shorten
-from strata.errors import ConfigError, Source
+from strata.errors import ConfigError, Diagnostic, Source
 
 # checkov's severities, lowest first (INFO findings never fail a build in checkov's own tools either)
 SEVERITIES = ("INFO", "LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -76,6 +77,14 @@ class PolicySettings:
     def stack_skipped(self, stack: str) -> SkipRule | None:
         """The ``skip "*"`` rule that leaves ``stack`` unchecked, if any."""
         return next((rule for rule in self.skips if rule.check == ALL_CHECKS and rule.applies("*", stack)), None)
+
+
+def unmatched_skips(policy: PolicySettings, stacks: Iterable[str]) -> list[Diagnostic]:
+    """A warning for each stack glob of a skip that matches no stack: a typo would leave the check on."""
+    paths = list(stacks)
+    return [Diagnostic("warning", f"skip {rule.check!r}: {glob!r} matches no stack", rule.source)
+            for rule in policy.skips for glob in rule.stacks
+            if not any(fnmatch.fnmatchcase(path, glob) for path in paths)]
 
 
 class _ConstantScope:

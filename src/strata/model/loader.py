@@ -21,6 +21,7 @@ from strata.config.evaluate import Context, Lazy, Taint, check_size, evaluate, o
 from strata.config.files import ConfigFile, DependencyDecl, decode
 from strata.config.functions import FunctionError, to_string, type_name
 from strata.config.limits import MAX_LOCAL_CHAIN, max_file_size, shorten
+from strata.config.policy import unmatched_skips
 from strata.config.settings import Settings, load_settings
 from strata.errors import ConfigError, Source, StaticConfigError
 from strata.model import dimensions as dims
@@ -89,6 +90,8 @@ def load(root: Path, cwd: Path | None = None, use_cache: bool = True) -> Reposit
         repo.stacks[stack.path] = stack
         for problem in problems:
             repo.add(problem.diagnostic())
+    for warning in unmatched_skips(repo.settings.policy, repo.stacks):
+        repo.add(warning)
     return repo
 
 

@@ -34,6 +34,6 @@ def lines(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
         out += [_finding(f, f" (skipped: {f.get('reason')})") for f in record.get("skipped") or []]
     blocking = sum(counts.get(s, 0) for s in BLOCKING)
     if blocking:
-        out.append(f"policy: {blocking} stack(s) did not pass: `strata apply --plan` refuses their plans unless "
+        out.append(f"policy: {blocking} stack(s) did not pass: their plans are applied only with "
                    "--override-policy \"REASON\" (recorded)")
     return out
