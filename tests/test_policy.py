@@ -336,6 +336,21 @@ def test_checkov_failing_is_an_error_never_a_pass(strata: Strata, tmp_path: Path
     assert refused.code == 1 and "could not be checked" in refused.stdout, refused.output
 
 
+def test_what_a_check_names_is_printed_on_one_line(strata: Strata, tmp_path: Path, env: dict[str, str]) -> None:
+    # a check's name comes from whoever wrote the check: a line of its own in a CI log could be read as a command
+    report = {"summary": {"passed": 0, "failed": 1, "checkov_version": "3.3.30"}, "results": {"failed_checks": [
+        {"check_id": "CKV_X_1", "check_name": "Big\n::error::injected\u001b[2J", "resource": "terraform_data.vm",
+         "severity": "OFF"}]}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    liar = fake_checkov(tmp_path, REPORT_ARG + f'cp {tmp_path}/report.json "$report"; exit 1\n')
+    root = make_repo(tmp_path / "repo", "")
+    planned = strata("plan", "dev/r/db", "--policy", "-q", cwd=root, env={**env, "STRATA_CHECKOV": liar})
+    assert planned.code == 3, planned.output
+    assert "    CKV_X_1 Big ::error::injected [2J: terraform_data.vm [no severity]" in planned.stdout
+    assert not any(line.startswith("::") for line in planned.output.splitlines())
+    assert "\x1b" not in planned.output
+
+
 def test_a_custom_check_checkov_cannot_load_is_an_error(strata: Strata, tmp_path: Path, env: dict[str, str]) -> None:
     root = make_repo(tmp_path / "repo", 'policy {\n  directory = "policies"\n}\n', python_check="pass")
     (root / "policies/name_check.py").write_text("import no_such_module\n")
@@ -362,6 +377,8 @@ def test_a_custom_check_checkov_cannot_load_is_an_error(strata: Strata, tmp_path
      "block; did you mean 'directory'?"),
     ('policy {\n  directory = "missing"\n}\n', "strata.hcl:4: error: directory 'missing' does not exist"),
     ('policy {\n  directory = "../elsewhere"\n}\n', "strata.hcl:4: error: directory must be a folder inside"),
+    ('policy {\n  directory = "."\n}\n', "strata.hcl:4: error: directory must be a folder inside the repository, of "
+     "its own"),
     ('policy {\n  skip {\n    reason = "x"\n  }\n}\n', "strata.hcl:4: error: a skip block needs one label"),
     ('policy {\n  skip "A" {\n    reason = "x"\n    stacks = "dev"\n  }\n}\n',
      "strata.hcl:6: error: stacks of skip 'A' must be a list"),

@@ -120,10 +120,10 @@ def test_to_json_shape() -> None:
     assert data["stacks"] == [
         {"path": "prod/app", "status": "changes", "duration": 1.235, "detail": "", "add": 1, "change": 2,
          "destroy": 3, "log": ".strata/logs/run-1/prod__app/terraform.log", "mocked_dependencies": ["db"],
-         "plan_file": ".strata/plans/prod/app/plan.tfplan", "errored_state": None},
+         "plan_file": ".strata/plans/prod/app/plan.tfplan", "errored_state": None, "policy": None},
         {"path": "prod/db", "status": "skipped", "duration": 0, "detail": "prod/net failed", "add": None,
          "change": None, "destroy": None, "log": "", "mocked_dependencies": [], "plan_file": None,
-         "errored_state": None},
+         "errored_state": None, "policy": None},
     ]
     assert json.loads(json.dumps(data)) == data
 

@@ -55,3 +55,13 @@ def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def one_line(text: str) -> str:
+    """``text`` without line breaks or control characters, for text from the repository (a skip's reason, a
+    policy check's name) printed in CI logs, where a line of its own could be read as a command (``::error::``,
+    ``##vso[...]``) and an escape sequence could rewrite the screen."""
+    return " ".join(_CONTROL.sub(" ", text).split())

@@ -30,7 +30,7 @@ from typing import Any
 from strata.config import ast
 from strata.config.evaluate import Context, evaluate
 from strata.config.files import ConfigFile, _unknown
-from strata.config.limits import shorten
+from strata.config.limits import one_line, shorten
 from strata.errors import ConfigError, Diagnostic, Source
 
 # checkov's severities, lowest first (INFO findings never fail a build in checkov's own tools either)
@@ -100,9 +100,11 @@ def _severity(value: Any, name: str) -> str:
 
 
 def _directory(value: Any, root: Path) -> str:
-    if not isinstance(value, str) or not value.strip() or value.startswith("/") or ".." in value.split("/"):
-        raise ValueError("directory must be a folder inside the repository, e.g. \"policies\"")
-    folder = value.strip().rstrip("/") or "."
+    parts = value.strip().strip("/").split("/") if isinstance(value, str) else []
+    if not isinstance(value, str) or value.startswith("/") or not parts or {"", ".", ".."} & set(parts):
+        # not the root itself either: checkov would take every YAML file of the repository for a policy
+        raise ValueError("directory must be a folder inside the repository, of its own, e.g. \"policies\"")
+    folder = "/".join(parts)
     if not (root / folder).is_dir():
         raise ValueError(f"directory {shorten(folder)!r} does not exist (the folder of the repository's own "
                          "checkov checks, relative to this file)")
@@ -186,4 +188,4 @@ def _skip(block: ast.Block, cfg: ConfigFile, ctx: Context, errors: list[ConfigEr
                                   'e.g. ["*/*/01-foundation"]', stacks_at))
     if len(errors) > before:
         return None
-    return SkipRule(check, tuple(s.strip("/") for s in stacks), " ".join(str(reason).split()), where)
+    return SkipRule(check, tuple(s.strip("/") for s in stacks), one_line(str(reason)), where)

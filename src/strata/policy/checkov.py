@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from strata.config.limits import one_line
+from strata.config.policy import SEVERITIES
 from strata.errors import StrataError
 
 MIN_VERSION = (3, 2)
@@ -34,6 +36,7 @@ INSTALL = ("install it in its own environment, so that its dependencies cannot c
 _LOGGED_ERROR = re.compile(r"\[ERROR\]|Traceback \(most recent call last\)|is missing required fields|"
                            r"Cannot load|Failed to load")
 _LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ \[[^]]*\] \[[A-Z]+\]\s*")
+_SYNONYMS = {"MODERATE": "MEDIUM", "IMPORTANT": "HIGH"}  # checkov's own aliases
 
 
 class CheckovMissing(StrataError):
@@ -102,7 +105,7 @@ def environment(base: dict[str, str]) -> dict[str, str]:
 
 def logged_errors(output: str) -> list[str]:
     """The errors checkov logged instead of failing (without their timestamps)."""
-    return [_LOG_PREFIX.sub("", line).strip() for line in output.splitlines() if _LOGGED_ERROR.search(line)]
+    return [one_line(_LOG_PREFIX.sub("", line)) for line in output.splitlines() if _LOGGED_ERROR.search(line)]
 
 
 def read_report(folder: Path) -> Report:
@@ -143,9 +146,10 @@ def _finding(item: Any) -> Finding:
     severity = item.get("severity")
     if isinstance(severity, dict):  # some versions write the Severity object
         severity = severity.get("name")
+    severity = _SYNONYMS.get(str(severity).upper(), str(severity).upper()) if severity else None
     resource = item.get("resource_address") or item.get("resource") or "?"
-    return Finding(item["check_id"], str(item.get("check_name") or ""), str(resource),
-                   str(severity).upper() if severity else None)
+    return Finding(one_line(item["check_id"]), one_line(str(item.get("check_name") or "")), one_line(str(resource)),
+                   severity if severity in SEVERITIES else None)  # NONE, OFF, anything else: no severity
 
 
 def too_old(version: str | None) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from strata.atomic import SECRET, private_dir
+from strata.config.limits import one_line
 from strata.errors import StrataError
 from strata.policy.check import BLOCKING, ERROR, OVERRIDDEN
 
@@ -26,7 +27,7 @@ CI_ACTORS = ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILD_REQUESTEDFOREMAIL", "BU
 
 def check_reason(reason: str) -> str:
     """An override's reason, as recorded: one line, not empty, at most 1,000 characters."""
-    text = " ".join(reason.split())
+    text = one_line(reason)
     if not text:
         raise ValueError("give a reason: why plans that did not pass their policy check may be applied anyway")
     if len(text) > MAX_REASON:
