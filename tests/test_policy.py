@@ -150,8 +150,10 @@ def test_a_forbidden_value_fails_its_stack_only_blocks_apply_and_an_override_is_
     assert web["failed"] == [{"id": "CKV2_STRATA_1", "name": "Instances must not be m5.24xlarge",
                               "resource": "terraform_data.vm", "severity": "HIGH"}]
     summary = (root / "summary.md").read_text()
-    assert "### ❌ Policy: 2 stacks checked: 1 failed, 1 passed" in summary
-    assert "| `dev/r/web` | CKV2_STRATA_1 Instances must not be m5.24xlarge | `terraform_data.vm` | HIGH |" in summary
+    assert "| `dev/r/web` | 1 | 0 | 0 | 0 | ❌ 1 failed |" in summary and "| `dev/r/db` | 1 | 0 | 0 | 0 | ✅ passed |" \
+        in summary
+    assert "- `CKV2_STRATA_1` Instances must not be m5.24xlarge — `terraform_data.vm` (HIGH)" in summary
+    assert "checkov" not in summary  # the plan text is terraform's: the check's own log is apart
     record = json.loads((root / ".strata/plans/dev/r/web/plan.json").read_text())
     assert record["policy"]["status"] == "failed"
 
@@ -282,7 +284,7 @@ def test_skips_with_their_reasons(strata: Strata, tmp_path: Path, env: dict[str,
     assert policies["dev/r/web"]["status"] == "passed" and policies["dev/r/web"]["failed"] == []
     assert policies["dev/r/web"]["skipped"][0]["reason"] == "the web tier needs the big box until the rewrite"
     assert policies["dev/r/db"] == {**policies["dev/r/db"], "status": "skipped", "reason": "a scratch database"}
-    assert "- `dev/r/db`: skipped: a scratch database" in (root / "summary.md").read_text()
+    assert "| ⏭️ skipped: a scratch database |" in (root / "summary.md").read_text()
 
 
 # -- checkov missing, crashing, lying ---------------------------------------------------------------------------

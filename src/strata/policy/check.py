@@ -35,7 +35,7 @@ from strata.terraform.process import ProcessGroup, run
 
 PASSED, FAILED, SKIPPED, ERROR, OVERRIDDEN = "passed", "failed", "skipped", "error", "overridden"
 BLOCKING = frozenset({FAILED, ERROR})  # what apply refuses without --override-policy
-_LOG_LINES = 200  # of checkov's own output, kept in the stack's log
+_LOG_LINES = 200  # of checkov's own output, kept in the stack's policy.log
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,18 +128,20 @@ def _check(policy: PolicyRun, stack: str, plan_file: Path, cwd: Path, env: dict[
     if done.exit_code not in (0, 1):
         what = "could not start" if done.exit_code == 127 else f"exited with code {done.exit_code}"
         return PolicyResult(ERROR, reason=redact(f"checkov {what}" + (f": {problems[0]}" if problems else "")
-                                                 + f" (see the stack's log; checkov: {policy.checkov})"))
+                                                 + f" (see the stack's policy.log; checkov: {policy.checkov})"))
     if problems:
-        return PolicyResult(ERROR, reason=redact(f"checkov reported an error: {problems[0]} (see the stack's log)"))
+        return PolicyResult(ERROR, reason=redact(f"checkov reported an error: {problems[0]} (see the stack's "
+                                                 "policy.log)"))
     try:
         report = checkov.read_report(folder)
     except checkov.ReportError as exc:
         return PolicyResult(ERROR, reason=redact(f"{exc} (checkov exited with {done.exit_code}; "
-                                                 "see the stack's log)"))
+                                                 "see the stack's policy.log)"))
     if checkov.too_old(report.version):
         return PolicyResult(ERROR, reason=f"checkov {report.version} is older than 3.2; {checkov.INSTALL}")
     if done.exit_code == 1 and not report.failed:
-        return PolicyResult(ERROR, reason="checkov failed without reporting a failed check (see the stack's log)")
+        return PolicyResult(ERROR, reason="checkov failed without reporting a failed check (see the stack's "
+                                          "policy.log)")
     return _judge(policy.settings, stack, report, redact)
 
 

@@ -274,7 +274,7 @@ class Runner:
                 return Outcome(FAILED, last_error(done.output, stack.path))
             if self.options.save_plans:
                 if self.options.policy is not None:
-                    data["policy"] = self._check_policy(stack, env, log)
+                    data["policy"] = self._check_policy(stack, env)
                 self._write_plan_meta(stack, inputs, data)
             return Outcome(CHANGES if done.exit_code == 2 else OK)
         if done.exit_code != 0 and data.get("plan_file") and "Saved plan is stale" in done.output:
@@ -622,13 +622,16 @@ class Runner:
                                plan_sha256=meta.get("sha256"))
         return tf.apply(self.binary.path, plan_file=str(plan), lock_timeout=self.options.lock_timeout)
 
-    def _check_policy(self, stack: Stack, env: dict[str, str], log: IO[str]) -> dict[str, Any]:
+    def _check_policy(self, stack: Stack, env: dict[str, str]) -> dict[str, Any]:
         """The policy check of the plan just saved (checkov on its JSON): kept in the plan's record."""
         from strata.policy.check import check_plan
 
         assert self.options.policy is not None
-        return check_plan(self.options.policy, stack.path, self._plan_file(stack), self.repo.root / stack.path, env,
-                          self.binary.path, self.group, self.secrets, log, work_dir=self.log_dir).to_json()
+        folder = self.log_dir / (stack.path.replace("/", "__") or "root")
+        with open_log(folder / "policy.log", self.secrets) as policy_log:  # terraform.log stays terraform's
+            return check_plan(self.options.policy, stack.path, self._plan_file(stack), self.repo.root / stack.path,
+                              env, self.binary.path, self.group, self.secrets, policy_log,
+                              work_dir=self.log_dir).to_json()
 
 
 def saved_plan_path(root: Path, stack_path: str) -> Path:
