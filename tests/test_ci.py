@@ -25,6 +25,7 @@ from conftest import EXAMPLE, write_tree
 from strata import __version__
 from strata.ci import generate, matrix
 from strata.ci import settings as ci_settings
+from strata.ci.generate import INSTALL
 from strata.ci.matrix import jobs, one_identity, output_lines
 from strata.ci.tools import satisfies, tool
 from strata.errors import StrataError
@@ -399,7 +400,7 @@ def test_github_installs_terraform_and_caches(multi_cloud: Repository) -> None:
     assert caches["~/.cache/pip"]["key"] == f"strata-pip-{__version__}-${{{{ runner.os }}}}"
     assert "hashFiles('**/.terraform.lock.hcl')" in caches[".strata/providers"]["key"]
     runs = [s.get("run") for s in job["steps"]]
-    assert f'pip install "tfstrata[all]=={__version__}"' in runs
+    assert INSTALL in runs and INSTALL.startswith(f'pip install "tfstrata[all]=={__version__}" && ')
 
 
 def test_github_destroy_needs_the_environment_name_typed(example: Repository) -> None:
@@ -439,7 +440,7 @@ def test_gitlab_schema_check_catches_a_broken_file(multi_cloud: Repository, tmp_
 def test_gitlab_pipeline(multi_cloud: Repository) -> None:
     ci = yaml.safe_load(generate("gitlab", multi_cloud)[".gitlab-ci.yml"])
     base = ci[".strata"]
-    assert base["before_script"][0] == f'pip install "tfstrata[all]=={__version__}"'
+    assert base["before_script"][0] == INSTALL
     install = base["before_script"][1]
     assert "sha256sum --check --strict" in install and "$STRATA_TOOL_URL/$STRATA_TOOL_SUMS" in install
     assert ci["variables"]["STRATA_TOOL_URL"] == "https://releases.hashicorp.com/terraform/1.11.4"

@@ -414,6 +414,20 @@ def test_the_policy_block_belongs_in_the_root_file(strata: Strata, tmp_path: Pat
 
 # -- isolation ----------------------------------------------------------------------------------------------------
 
+def test_checkov_installed_into_stratas_environment_is_named_not_a_crash(strata: Strata, tmp_path: Path) -> None:
+    """checkov's bc-python-hcl2 installs the module hcl2 over python-hcl2 when both share an environment (pip
+    check sees nothing; strata crashed with an IndexError). A stand-in module of its version shows the message;
+    the real mix-up was reproduced by hand (docs/policy.md)."""
+    fake = write_tree(tmp_path / "site", {"hcl2/__init__.py": '__version__ = "0.4.3"\n', "hcl2/parser.py": "",
+                                          "hcl2/postlexer.py": "class PostLexer:\n    pass\n"})
+    root = make_repo(tmp_path / "repo", "")
+    path = os.pathsep.join([str(fake), *filter(None, [os.environ.get("PYTHONPATH")])])
+    result = strata("ls", cwd=root, env={"PYTHONPATH": path, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert result.code == 1, result.output
+    assert "this environment's hcl2 module is version 0.4.3, not python-hcl2 8 (checkov's bc-python-hcl2" \
+        in result.stderr
+
+
 def test_strata_never_imports_checkov_and_its_environment_does_not_need_it(checkov_bin: str) -> None:
     importing = re.compile(r"^\s*(import|from) checkov\b|import_module\(.checkov", re.M)
     for path in (REPO / "src" / "strata").rglob("*.py"):

@@ -19,7 +19,7 @@ from typing import Any
 
 from strata.config import ast
 from strata.config.limits import MAX_NESTING, MAX_NUMBER_BITS, shorten
-from strata.errors import ConfigError, Source
+from strata.errors import ConfigError, Source, StrataError
 
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 _ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)")
@@ -43,6 +43,12 @@ def _lark_parser() -> Any:
     from hcl2.postlexer import PostLexer
     from lark import Lark
 
+    version = str(getattr(hcl2, "__version__", ""))
+    if not version.startswith("8."):  # pyproject.toml pins python-hcl2 8: its grammar and tree are what strata reads
+        raise StrataError(
+            f"this environment's hcl2 module is version {version or 'unknown'}, not python-hcl2 8 (checkov's "
+            "bc-python-hcl2 takes its place when both are installed in one environment): install checkov in its "
+            "own venv or with pipx (see docs/policy.md), then `pip install --force-reinstall 'python-hcl2>=8.1,<9'`")
     grammar_file = Path(hcl2.parser.__file__).parent / "hcl2.lark"
     grammar = grammar_file.read_text(encoding="utf-8")
     one_newline = "NL_OR_COMMENT: /\\n[ \\t]*/ |"

@@ -1,8 +1,8 @@
 """checkov, run as a program: found, called on one plan JSON, its report read.
 
-strata never imports checkov: checkov pins many libraries (boto3, pydantic, networkx...) that would fight
-strata's own, so it lives in its own environment (pipx, a venv, or the ``tfstrata[policy]`` extra where that
-suits) and strata runs its executable. Found from STRATA_CHECKOV, else on PATH.
+strata never imports checkov: checkov pins many libraries (boto3, pydantic, networkx...) and its bc-python-hcl2
+installs the module ``hcl2`` over the python-hcl2 strata parses with, so it lives in its own environment (pipx, a
+venv) and strata runs its executable. Found from STRATA_CHECKOV, else on PATH.
 
 It runs offline (``--skip-download``: no plan, code or check id leaves the machine; offline, checkov's built-in
 checks carry no severity) and writes its JSON report to a file, not to stdout, where a custom Python check's own
