@@ -104,10 +104,7 @@ def _check(policy: PolicyRun, stack: str, plan_file: Path, cwd: Path, env: dict[
     log.write(f"$ {' '.join(tf.show_plan(terraform, str(plan_file)))}\n")
     if group.interrupted:
         return PolicyResult(ERROR, reason="interrupted before the policy check")
-    try:
-        plan_json = json.loads(shown.output) if shown.exit_code == 0 else None
-    except ValueError:
-        plan_json = None
+    plan_json = _plan_json(shown.output) if shown.exit_code == 0 else None
     if not isinstance(plan_json, dict):
         why = tf.first_error(shown.output, stack) if shown.exit_code else "it printed no JSON"
         return PolicyResult(ERROR, reason=secrets.redact(f"terraform show -json failed: {why}"))
@@ -143,6 +140,18 @@ def _check(policy: PolicyRun, stack: str, plan_file: Path, cwd: Path, env: dict[
         return PolicyResult(ERROR, reason="checkov failed without reporting a failed check (see the stack's "
                                           "policy.log)")
     return _judge(policy.settings, stack, report, redact)
+
+
+def _plan_json(output: str) -> Any:
+    """The plan JSON in what ``terraform show -json`` printed: its one line starting with ``{`` (a warning terraform
+    writes to stderr, such as an unreadable CLI configuration, arrives on other lines)."""
+    for line in output.splitlines():
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                return None
+    return None
 
 
 def _judge(settings: PolicySettings, stack: str, report: checkov.Report, redact: Redactor) -> PolicyResult:
