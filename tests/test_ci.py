@@ -25,7 +25,7 @@ from conftest import EXAMPLE, write_tree
 from strata import __version__
 from strata.ci import generate, matrix
 from strata.ci import settings as ci_settings
-from strata.ci.generate import INSTALL
+from strata.ci.generate import INSTALL_CHECKOV
 from strata.ci.matrix import jobs, one_identity, output_lines
 from strata.ci.tools import satisfies, tool
 from strata.errors import StrataError
@@ -400,7 +400,7 @@ def test_github_installs_terraform_and_caches(multi_cloud: Repository) -> None:
     assert caches["~/.cache/pip"]["key"] == f"strata-pip-{__version__}-${{{{ runner.os }}}}"
     assert "hashFiles('**/.terraform.lock.hcl')" in caches[".strata/providers"]["key"]
     runs = [s.get("run") for s in job["steps"]]
-    assert INSTALL in runs and INSTALL.startswith(f'pip install "tfstrata[all]=={__version__}" && ')
+    assert f'pip install "tfstrata[all]=={__version__}"' in runs
 
 
 def test_github_destroy_needs_the_environment_name_typed(example: Repository) -> None:
@@ -440,7 +440,7 @@ def test_gitlab_schema_check_catches_a_broken_file(multi_cloud: Repository, tmp_
 def test_gitlab_pipeline(multi_cloud: Repository) -> None:
     ci = yaml.safe_load(generate("gitlab", multi_cloud)[".gitlab-ci.yml"])
     base = ci[".strata"]
-    assert base["before_script"][0] == INSTALL
+    assert base["before_script"][0] == f'pip install "tfstrata[all]=={__version__}"'
     install = base["before_script"][1]
     assert "sha256sum --check --strict" in install and "$STRATA_TOOL_URL/$STRATA_TOOL_SUMS" in install
     assert ci["variables"]["STRATA_TOOL_URL"] == "https://releases.hashicorp.com/terraform/1.11.4"
@@ -597,11 +597,15 @@ def test_azure_destroy_needs_the_name_typed(example: Repository) -> None:
 def test_every_pipeline_installs_tfstrata_pinned_never_the_unrelated_strata(
         provider: str, multi_cloud: Repository) -> None:
     """`pip install strata` fetches someone else's project (no `strata` command, their code in a job that holds
-    cloud credentials): every install line names the distribution tfstrata at this version."""
+    cloud credentials): every install line names the distribution tfstrata at this version; checkov (policy
+    checks) goes into a venv of its own, never strata's (its bc-python-hcl2 would replace python-hcl2)."""
     for name, text in generate(provider, multi_cloud).items():  # type: ignore[arg-type]
         installs = [line for line in text.splitlines() if "pip install" in line]
         assert installs, name
-        for line in installs:
+        checkov = [line for line in installs if "checkov" in line]
+        assert all(INSTALL_CHECKOV in line for line in checkov), (name, checkov)
+        assert "~/.strata-checkov/bin/python -m pip install" in INSTALL_CHECKOV
+        for line in set(installs) - set(checkov):
             assert f'"tfstrata[all]=={__version__}"' in line and "install strata" not in line, (name, line)
 
 

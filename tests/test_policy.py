@@ -302,6 +302,11 @@ def test_checkov_missing_is_a_clear_message_before_anything_is_planned(strata: S
         in wrong.stderr, wrong.output
     assert not (root / ".strata/plans").exists()
     assert strata("plan", "-q", cwd=root, env=without).code == 0  # without --policy nothing needs checkov
+    # where the generated pipelines install it, strata looks last
+    (tmp_path / ".strata-checkov/bin").mkdir(parents=True)
+    (tmp_path / ".strata-checkov/bin/checkov").symlink_to(env["STRATA_CHECKOV"])
+    found = strata("plan", "dev/r/web", "--policy", "-q", cwd=root, env=without)  # HOME is tmp_path
+    assert found.code == 3 and "CKV2_STRATA_1" in found.stdout, found.output
 
 
 def fake_checkov(folder: Path, body: str) -> str:

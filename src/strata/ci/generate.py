@@ -44,14 +44,12 @@ SYSTEMS: tuple[System, ...] = ("github", "gitlab", "azure-devops")
 MAIN_BRANCH = "main"
 PYTHON_VERSION = "3.11"
 # The distribution is tfstrata ("strata" on the package index is an unrelated project), pinned to this version;
-# [all] brings every backend's client (boto3 for s3, psycopg for pg). Then checkov for `plan --policy`, in a venv
-# of its own (in strata's, its bc-python-hcl2 would replace the python-hcl2 strata parses with), linked beside
-# `strata` so that every later step finds it on PATH (no `$(...)`: Azure DevOps would read it as a macro).
-CHECKOV_VENV = "~/.strata-checkov"
-INSTALL = (f'pip install "tfstrata[all]=={__version__}" && python -m venv {CHECKOV_VENV} && '
-           f'{CHECKOV_VENV}/bin/python -m pip install "checkov>=3.2" && python -c "import os, sysconfig; '
-           "link = sysconfig.get_path('scripts') + '/checkov'; os.path.lexists(link) or "
-           f"os.symlink(os.path.expanduser('{CHECKOV_VENV}/bin/checkov'), link)\"")
+# [all] brings every backend's client (boto3 for s3, psycopg for pg)
+INSTALL = f'pip install "tfstrata[all]=={__version__}"'
+# checkov for `plan --policy`, in a venv of its own (in strata's, its bc-python-hcl2 would replace the python-hcl2
+# strata parses with), where strata looks for it when it is neither named by STRATA_CHECKOV nor on PATH
+INSTALL_CHECKOV = ('test -x ~/.strata-checkov/bin/checkov || (python -m venv ~/.strata-checkov && '
+                   '~/.strata-checkov/bin/python -m pip install "checkov>=3.2")')
 CLOUDS = ("aws", "azure", "gcp")
 
 # Every action is pinned to a full commit SHA; the comment names the release it is.

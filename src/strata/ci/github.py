@@ -22,6 +22,7 @@ from strata.ci.generate import (
     ENV_VAR,
     GCP_AUTH,
     INSTALL,
+    INSTALL_CHECKOV,
     MAIN_BRANCH,
     PYTHON_VERSION,
     SETUP_OPENTOFU,
@@ -80,6 +81,7 @@ def _setup(tool_: Tool, *, terraform: bool = True) -> list[str]:
     ]
     if not terraform:
         return lines
+    lines += ["- name: Install checkov (policy checks), in a venv of its own", f"  run: {INSTALL_CHECKOV}"]
     if tool_.name == "tofu":
         lines += [f"- uses: {SETUP_OPENTOFU}", "  with:", f"    tofu_version: {q(tool_.version)}  # {tool_.origin}",
                   "    tofu_wrapper: false"]

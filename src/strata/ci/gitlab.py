@@ -16,6 +16,7 @@ from strata.ci.generate import (
     BUNDLE,
     ENV_VAR,
     INSTALL,
+    INSTALL_CHECKOV,
     PYTHON_VERSION,
     STACKS_VAR,
     Group,
@@ -365,6 +366,7 @@ def gitlab(repo: Repository, tool_: Tool) -> str:
         f"    - |  # {tool_.name} {tool_.version}: {tool_.origin}",
         *indent(install_tool(tool_), 6),
         '    - export PATH="$STRATA_TOOL_DIR/bin:$PATH"',
+        f"    - {INSTALL_CHECKOV}  # policy checks: checkov in a venv of its own",
         "",
         *_mr_plan(repo),
     ]

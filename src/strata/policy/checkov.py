@@ -2,7 +2,8 @@
 
 strata never imports checkov: checkov pins many libraries (boto3, pydantic, networkx...) and its bc-python-hcl2
 installs the module ``hcl2`` over the python-hcl2 strata parses with, so it lives in its own environment (pipx, a
-venv) and strata runs its executable. Found from STRATA_CHECKOV, else on PATH.
+venv) and strata runs its executable. Found from STRATA_CHECKOV, else on PATH, else in ~/.strata-checkov (where
+the generated pipelines put it).
 
 It runs offline (``--skip-download``: no plan, code or check id leaves the machine; offline, checkov's built-in
 checks carry no severity) and writes its JSON report to a file, not to stdout, where a custom Python check's own
@@ -28,6 +29,8 @@ from strata.config.policy import SEVERITIES
 from strata.errors import StrataError
 
 MIN_VERSION = (3, 2)
+# where strata looks last: the venv the generated pipelines install checkov into (strata.ci.generate)
+DEFAULT_VENV_CHECKOV = "~/.strata-checkov/bin/checkov"
 REPORT = "checkov-report.json"  # --output-file-path writes the JSON report here, in the check's folder
 INSTALL = ("install it in its own environment, so that its dependencies cannot clash with strata's: "
            "`pipx install 'checkov>=3.2'`, or `python3 -m venv ~/.venvs/checkov && ~/.venvs/checkov/bin/pip install "
@@ -70,14 +73,15 @@ class Report:
 
 
 def locate() -> str:
-    """The checkov executable: STRATA_CHECKOV (a path or a command name), else ``checkov`` on PATH."""
+    """The checkov executable: STRATA_CHECKOV (a path or a command name), else ``checkov`` on PATH, else
+    ``~/.strata-checkov/bin/checkov``, where the generated pipelines install it."""
     configured = os.environ.get("STRATA_CHECKOV", "").strip()
     if configured:
         found = shutil.which(os.path.expanduser(configured))
         if found is None:
             raise CheckovMissing(f"STRATA_CHECKOV={configured!r} is not an executable checkov; {INSTALL}")
         return found
-    found = shutil.which("checkov")
+    found = shutil.which("checkov") or shutil.which(os.path.expanduser(DEFAULT_VENV_CHECKOV))
     if found is None:
         raise CheckovMissing(f"policy checks need checkov, which is not on PATH (and STRATA_CHECKOV is not set); "
                              f"{INSTALL}")
