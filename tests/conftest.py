@@ -170,3 +170,26 @@ def provider_mirror(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "disable_checkpoint = true\n" % (base / "mirror")
     )
     return {"TF_CLI_CONFIG_FILE": str(config), "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}
+
+
+# -- checkov (policy checks) ---------------------------------------------------------------------------------
+
+def checkov_binary() -> Path | None:
+    """The real checkov, in a venv of its own: STRATA_CHECKOV, else REPO/.venv-checkov (scripts/test makes it)."""
+    found = Path(os.environ.get("STRATA_CHECKOV") or REPO / ".venv-checkov" / "bin" / "checkov")
+    return found if os.access(found, os.X_OK) else None
+
+
+def checkov_for_pipelines(home: Path) -> bool:
+    """Put checkov where a generated pipeline's install step finds it already (``~/.strata-checkov``, so it
+    downloads nothing) and strata looks for it; True when that is the real checkov. Without it, a stand-in that
+    fails, and the pipeline tests leave ``--policy`` out."""
+    folder = home / ".strata-checkov" / "bin"
+    folder.mkdir(parents=True, exist_ok=True)
+    real = checkov_binary()
+    if real is not None:
+        (folder / "checkov").symlink_to(real)
+        return True
+    (folder / "checkov").write_text("#!/bin/sh\necho 'no checkov (scripts/test installs it)' >&2\nexit 2\n")
+    (folder / "checkov").chmod(0o755)
+    return False

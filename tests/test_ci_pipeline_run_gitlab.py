@@ -49,7 +49,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import EXAMPLE, REPO, Result
+from conftest import EXAMPLE, Result, checkov_for_pipelines
 from fake_ci_api import GITLAB_PROJECT, GITLAB_TOKEN, PULL, FakeCiApi, Recorded, Reply
 from gitlab_ci import JobResult, Pipeline, jwt_claims
 from strata.run import terraform_report
@@ -167,7 +167,7 @@ class Platform:
             "CI_PIPELINE_ID": str(500 + number), **pipeline_variables,
         }
         text = git(self.origin, "show", f"{sha}:.gitlab-ci.yml")
-        if not self.policy:  # `plan --policy` comes with another part of issue 12
+        if not self.policy:  # no checkov here: the plans go unchecked
             text = text.replace(" --policy", "")
         origin = self.origin
 
@@ -295,16 +295,7 @@ def _platform(tmp_path: Path, strata: Strata, api: FakeCiApi, origin: Path, dev:
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     key = strata("ci", "plans", "key").stdout.strip()
     project_variables = {"STRATA_GITLAB_TOKEN": GITLAB_TOKEN, "STRATA_PLAN_KEY": key, "STRATA_TOOL_URL": release_url}
-    # checkov, where the jobs' install line finds it already (no download): the real one, in its own venv
-    checkov = Path(os.environ.get("STRATA_CHECKOV") or REPO / ".venv-checkov" / "bin" / "checkov")
-    venv_bin = tmp_path / "home" / ".strata-checkov" / "bin"
-    venv_bin.mkdir(parents=True)
-    if os.access(checkov, os.X_OK):
-        (venv_bin / "checkov").symlink_to(checkov)
-    else:  # without it the plans go unchecked (--policy removed below), as without plan --policy
-        (venv_bin / "checkov").write_text("#!/bin/sh\nexit 2\n")
-        (venv_bin / "checkov").chmod(0o755)
-    policy = "--policy" in strata("plan", "--help").stdout and os.access(checkov, os.X_OK)
+    policy = checkov_for_pipelines(tmp_path / "home") and "--policy" in strata("plan", "--help").stdout
     p = Platform(tmp_path, origin, dev, api, env, project_variables, tf_111, policy)
     _install_gitlab_routes(p)
     return p
