@@ -367,9 +367,12 @@ def test_github_apply_applies_the_reviewed_plan_or_a_plan_of_main(multi_cloud: R
     (download,) = steps_using(apply, "actions/download-artifact")
     assert download["with"]["name"] == "strata-plans-main-${{ matrix.group }}"  # the plan job of its group
     (run_step,) = [s for s in apply["steps"] if "strata apply" in s.get("run", "")]
-    assert run_step["run"].splitlines() == ['read -r -a stacks <<< "$STRATA_STACKS"',
-                                            "strata ci plans unpack strata-plans.bundle",
-                                            'strata apply --plan "${stacks[@]}" --yes']
+    lines = run_step["run"].splitlines()
+    assert lines[:3] == [
+        'read -r -a stacks <<< "$STRATA_STACKS"', "strata ci plans unpack strata-plans.bundle",
+        'strata plan "${stacks[@]}" --keep-valid --policy --summary-md plan.md --summary-format github']
+    assert '>> "$GITHUB_STEP_SUMMARY"' in run_step["run"]  # a dependent planned again is shown
+    assert lines[-1] == 'strata apply --plan "${stacks[@]}" --yes'  # then exactly the saved plans
 
 
 def test_github_jobs_authenticate_for_their_own_cloud_only(multi_cloud: Repository, example: Repository) -> None:
@@ -981,6 +984,7 @@ esac
         f"plan {stacks} --out --policy --summary-md plan.md --summary-format gitlab",
         f"ci plans pack strata-plans.bundle {stacks}",
         "ci plans unpack strata-plans.bundle",
+        f"plan {stacks} --keep-valid --policy --summary-md plan.md --summary-format gitlab",
         f"apply --plan {stacks} --yes",
     ]
     assert (work / "strata-summary" / "plan.md").read_text() == "the plan\n"  # the plan to approve, kept

@@ -128,7 +128,9 @@ def fake_strata(folder: Path) -> Path:
     bin_dir = folder / "bin"
     bin_dir.mkdir()
     script = bin_dir / "strata"
-    script.write_text('#!/bin/sh\nn=$(ls "$CALLS" | wc -l)\nprintf "%s\\0" "$@" > "$CALLS/call-$n"\n')
+    script.write_text('#!/bin/sh\nn=$(ls "$CALLS" | wc -l)\nprintf "%s\\0" "$@" > "$CALLS/call-$n"\n'
+                      # as the real one, plan --summary-md writes the summary whatever it planned
+                      'case " $* " in *" --summary-md plan.md "*) echo "the plan" > plan.md ;; esac\n')
     script.chmod(0o755)
     return bin_dir
 
@@ -171,8 +173,11 @@ def test_github_workflows_with_hostile_names(hostile_repo: tuple[Repository, str
         (step,) = [s for s in job["steps"] if "strata apply" in s.get("run", "")]
         assert step["name"] == f"Apply the saved plans of {env}"
         assert step["env"]["STRATA_ENVIRONMENT"] == env
-        code, calls = run_script(step["run"], {"STRATA_STACKS": "a/b c/d"}, tmp_path)
+        code, calls = run_script(step["run"], {"STRATA_STACKS": "a/b c/d",
+                                               "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}, tmp_path)
         assert code == 0 and calls == [["ci", "plans", "unpack", "strata-plans.bundle"],
+                                       ["plan", "a/b", "c/d", "--keep-valid", "--policy", "--summary-md", "plan.md",
+                                        "--summary-format", "github"],
                                        ["apply", "--plan", "a/b", "c/d", "--yes"]]
     # destroy: the inputs arrive through env:, the confirmation compares them
     steps = destroy["jobs"]["destroy"]["steps"]

@@ -13,6 +13,8 @@ What it shows:
 - the pull-request job posts one comment, and a second push updates that same comment;
 - the job on main applies the saved plan of the pull request's last commit (not a plan of its own);
 - a plan made stale by a change of state after the review is refused, and nothing is applied;
+- a request that changes a layer's outputs: main applies the layer's reviewed plan, then plans its dependents
+  again with the new outputs (their reviewed plans saw the old ones) and applies them, wave by wave;
 - each job authenticates only for its own stacks' cloud, with the environment's role.
 """
 
@@ -78,9 +80,9 @@ class Platform:
 
     # -- the repository ---------------------------------------------------------------------------------------
 
-    def change(self, old: str, new: str, message: str) -> str:
+    def change(self, old: str, new: str, message: str, stack: str = STACK) -> str:
         """Commit a change of the stack's inputs on the feature branch and push it; the new head SHA."""
-        hcl = self.dev / STACK / "strata.hcl"
+        hcl = self.dev / stack / "strata.hcl"
         assert old in hcl.read_text()
         hcl.write_text(hcl.read_text().replace(old, new))
         git(self.dev, "commit", "-q", "-am", message)
@@ -275,8 +277,8 @@ def pull_request_run(p: Platform, head: str) -> dict[str, list[Any]]:
     return p.run("strata-plan.yml", "pull_request", event, merge, f"refs/pull/{PULL}/merge", head)
 
 
-def state_of(p: Platform, strata: Strata) -> dict[str, Any]:
-    pulled = strata("state", "pull", STACK, cwd=p.dev, env={"STRATA_TERRAFORM": p.env["STRATA_TERRAFORM"]})
+def state_of(p: Platform, strata: Strata, stack: str = STACK) -> dict[str, Any]:
+    pulled = strata("state", "pull", stack, cwd=p.dev, env={"STRATA_TERRAFORM": p.env["STRATA_TERRAFORM"]})
     assert pulled.code == 0, pulled.output
     return dict(json.loads(pulled.stdout))
 
@@ -336,3 +338,39 @@ def test_a_reviewed_plan_made_stale_after_the_review_is_refused(platform: Platfo
     assert any(r.result == "failure" for runs in results.values() for r in runs), log
     assert "stale" in log, log
     assert state_of(p, strata)["serial"] == serial, log  # nothing applied
+
+
+def test_dependents_of_a_changed_layer_are_planned_again_with_its_new_outputs(platform: Platform,
+                                                                             strata: Strata) -> None:
+    p = platform
+    foundation = "staging/us-east-1/01-foundation"
+    vpc_before = outputs_of(p, strata, foundation)["vpc_id"]
+    # a new VPC name replaces the VPC: its id (an output every layer above reads) changes
+    head = p.change('"%s-vpc"', '"%s-network"', "foundation: rename the VPC", stack=foundation)
+    results = pull_request_run(p, head)
+    assert all(r.result == "success" for runs in results.values() for r in runs), _job_log(results)
+    before, after = p.merge()
+    p.api.route("GET", rf"/repos/{REPO}/commits/{after}/pulls",
+                lambda _r, _m: Reply(200, [{"number": PULL, "head": {"sha": head}, "merged_at": "2026-12-04"}]))
+    results = p.run("strata-apply.yml", "push", {"before": before, "after": after, "ref": "refs/heads/main"},
+                    after, "refs/heads/main", after)
+    log = _job_log(results)
+    assert all(r.result in ("success", "skipped") for runs in results.values() for r in runs), log
+    assert "Applying the plan reviewed in the pull request" in log
+    first = "\n".join(r.log for r in results["apply-staging-1"])
+    assert "saved plan kept: still valid" in first, first  # the foundation: exactly the reviewed plan
+    later = "\n".join(r.log for name, runs in results.items() if name.startswith("apply-staging-")
+                      and name != "apply-staging-1" for r in runs)
+    assert "planned again: the outputs of its dependencies changed since the saved plan" in later, later
+    vpc_after = outputs_of(p, strata, foundation)["vpc_id"]
+    assert vpc_after != vpc_before
+    assert outputs_of(p, strata, STACK)["vpc_id"] == vpc_after  # the client applied with the new VPC
+
+
+def outputs_of(p: Platform, strata: Strata, stack: str) -> dict[str, Any]:
+    shown = strata("output", "--json", stack, cwd=p.dev, env={"STRATA_TERRAFORM": p.env["STRATA_TERRAFORM"]})
+    assert shown.code == 0, shown.output
+    document = json.loads(shown.stdout)
+    values = document["stacks"][stack]
+    assert isinstance(values, dict), document
+    return {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in values.items()}

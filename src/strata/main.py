@@ -413,7 +413,7 @@ def _run(ws: Any, command: str, kwargs: dict[str, Any], args: list[str] | None =
         terraform_args=[] if command == "run" else list(terraform_args),
         fail_fast=kwargs.pop("fail_fast"), lock_timeout=kwargs.pop("lock_timeout"),
         save_plans=extra.pop("save_plans", False), saved_plans=extra.pop("saved_plans", False),
-        ignore_errored_state=kwargs.pop("ignore_errored_state", False),
+        keep_valid=extra.pop("keep_valid", False), ignore_errored_state=kwargs.pop("ignore_errored_state", False),
         override_policy=_override_reason(extra.pop("override_policy", None)),
     )
     return run.run(ws, _selection(kwargs), options, include_dependencies=kwargs.pop("include_dependencies"),
@@ -446,16 +446,22 @@ def _override_reason(reason: str | None) -> str | None:
 @click.option("--terraform-report", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Also write one GitLab Terraform report per stack (artifacts:reports:terraform: counts only) "
                    "into DIR.")
+@click.option("--keep-valid", is_flag=True,
+              help="With --out: keep a stack's saved plan (one reviewed in a pull request, say) while its code, inputs "
+                   "and state are what it was made from; plan again only a stack whose dependencies' outputs changed "
+                   "since; refuse a plan whose code or state changed (it must be reviewed again).")
 @click.option("--policy", "check_policy", is_flag=True,
               help="Check each stack's saved plan with checkov (built-in checks and the repository's own, see "
                    "policy {} in strata.hcl); on every plan when the block says enabled = true. A failed check "
                    "exits 3 and `apply --plan` refuses the plan.")
 @click.pass_obj
 def plan_command(ws: Any, /, detailed_exitcode: bool, save_plans: bool, summary_md: Path | None,
-                 summary_format: str, terraform_report: Path | None, check_policy: bool, **kwargs: Any) -> int:
+                 summary_format: str, terraform_report: Path | None, keep_valid: bool, check_policy: bool,
+                 **kwargs: Any) -> int:
     """Plan the selected stacks in dependency order."""
-    return _run(ws, "plan", kwargs, detailed_exitcode=detailed_exitcode,
-                save_plans=save_plans or bool(summary_md) or bool(terraform_report), summary_md=summary_md,
+    return _run(ws, "plan", kwargs, detailed_exitcode=detailed_exitcode, keep_valid=keep_valid,
+                save_plans=save_plans or keep_valid or bool(summary_md) or bool(terraform_report),
+                summary_md=summary_md,
                 summary_format=summary_format, terraform_report=terraform_report, check_policy=check_policy)
 
 

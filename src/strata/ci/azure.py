@@ -241,7 +241,7 @@ def _apply_job(repo: Repository, group: Group, tool_: Tool) -> list[str]:
         "fi",
         f"{STACKS_VAR}=\"$(tr '\\n' ' ' < \"$PLANS/stacks.txt\")\"",
         f'mv "$PLANS/plans.bundle" {BUNDLE}',
-        *apply_saved(),
+        *apply_saved("azure", ['echo "##vso[task.uploadsummary]$PWD/plan.md"']),
     ]
     depends = [_job_name("apply", g) for g in group.needs]
     return [

@@ -213,7 +213,7 @@ def fetch_or_plan(summary_format: str, summary: list[str]) -> list[str]:
         "status=0",
         f"strata ci plans fetch {BUNDLE} || status=$?",
         'if [ "$status" -eq 3 ]; then',
-        '  echo "No reviewed plan (a direct push, or it expired): planning main; the apply applies this plan."',
+        f'  echo "{_NO_REVIEWED_PLAN[summary_format]}"',
         f'  read -r -a stacks <<< "${STACKS_VAR}"',
         f'  strata plan "${{stacks[@]}}" --out --policy --summary-md plan.md --summary-format {summary_format}',
         *indent(summary, 2),
@@ -226,10 +226,24 @@ def fetch_or_plan(summary_format: str, summary: list[str]) -> list[str]:
     ]
 
 
-def apply_saved() -> list[str]:
+_NO_REVIEWED_PLAN = {
+    "github": "No reviewed plan (a direct push, or it expired): planning main; the apply applies this plan.",
+    "gitlab": "No reviewed plan (a direct push, or it expired): planning main; the apply applies this plan.",
+    "azure": "Azure DevOps does not carry the pull request's plan to main: planning main; the approved apply "
+             "applies this plan.",
+}
+
+
+def apply_saved(summary_format: str, summary: list[str]) -> list[str]:
+    """Apply the saved plans of the job's stacks. ``plan --keep-valid`` first: a plan still valid is kept as it
+    is; a dependent planned before the stacks it depends on applied (in the pull request, or in an earlier
+    wave) is planned again with their new outputs, checked, and its plan shown (``summary``); a plan whose code
+    or state changed since it was reviewed is refused."""
     return [
         f'read -r -a stacks <<< "${STACKS_VAR}"',
         f"strata ci plans unpack {BUNDLE}",
+        f'strata plan "${{stacks[@]}}" --keep-valid --policy --summary-md plan.md --summary-format {summary_format}',
+        *summary,
         'strata apply --plan "${stacks[@]}" --yes',
     ]
 

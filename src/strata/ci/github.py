@@ -359,7 +359,10 @@ def _apply(repo: Repository, tool_: Tool) -> list[str]:
                     "    STRATA_PLAN_KEY: ${{ secrets.STRATA_PLAN_KEY }}",
                     f"    {STACKS_VAR}: ${{{{ join(matrix.stacks, ' ') }}}}",
                     f"    {ENV_VAR}: {q(env)}",
-                    *indent(block("run", apply_saved()), 2),
+                    *indent(block("run", apply_saved("github", [
+                        f'echo "Applied (a plan made again here is one whose dependencies changed):" >> {SUMMARY}',
+                        *summary_lines(SUMMARY),
+                    ])), 2),
                 ], 6),
             ]
             previous = name

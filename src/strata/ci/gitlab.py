@@ -219,7 +219,7 @@ def _apply_group(repo: Repository, group: Group, after: list[Group]) -> list[str
         "fi",
         f"{STACKS_VAR}=\"$(tr '\\n' ' ' < \"{_stacks_file(group)}\")\"",
         f'mv "strata-plans/{group.name}.bundle" {BUNDLE}',
-        *apply_saved(),
+        *apply_saved("gitlab", ["cat plan.md"]),
     ]
     rules = ["rules:", f"  - if: {ON_MAIN}"]
     if protected:

@@ -68,6 +68,7 @@ class RunOptions:
     fail_fast: bool = False
     lock_timeout: str = "0s"
     save_plans: bool = False  # plan --out
+    keep_valid: bool = False  # plan --out --keep-valid: a saved plan still valid is kept, not made again
     saved_plans: bool = False  # apply --plan
     ignore_errored_state: bool = False  # run although terraform left an unsaved state (errored.tfstate)
     policy: PolicyRun | None = None  # plan: check each saved plan (strata.policy)
@@ -227,6 +228,10 @@ class Runner:
             argv = tf.validate(binary)
         elif command == "plan":
             plan_file = self._plan_file(stack) if self.options.save_plans else None
+            if plan_file is not None and self.options.keep_valid:
+                kept = self._keep_saved_plan(stack, inputs, data, log)
+                if kept is not None:
+                    return kept
             if plan_file is not None:  # an older plan must never pass for this one, whatever happens next
                 plan_file.unlink(missing_ok=True)
                 plan_file.with_suffix(".json").unlink(missing_ok=True)
@@ -275,8 +280,10 @@ class Runner:
             if self.options.save_plans:
                 if self.options.policy is not None:
                     data["policy"] = self._check_policy(stack, env)
+                data["changes"] = done.exit_code == 2
                 self._write_plan_meta(stack, inputs, data)
-            return Outcome(CHANGES if done.exit_code == 2 else OK)
+            again = f"planned again: {data['replanned']}" if data.get("replanned") else ""
+            return Outcome(CHANGES if done.exit_code == 2 else OK, again)
         if done.exit_code != 0 and data.get("plan_file") and "Saved plan is stale" in done.output:
             return Outcome(FAILED, f"the saved plan of {stack.path} is stale: its state changed since the plan was "
                                    "made (terraform: Saved plan is stale); plan again")
@@ -431,10 +438,78 @@ class Runner:
         files = self._code_files(stack, "*.auto.tfvars", "*.auto.tfvars.json")
         return self._digest(files, json.dumps(inputs, sort_keys=True, default=str).encode())
 
+    def _code_digest(self, stack: Stack) -> str:
+        """The digest of the code alone (inputs apart): tells a plan whose code changed from one whose inputs did."""
+        return self._digest(self._code_files(stack, "*.auto.tfvars", "*.auto.tfvars.json"), b"code")
+
+    def _keep_saved_plan(self, stack: Stack, inputs: dict[str, Any], data: dict[str, Any],
+                         log: IO[str]) -> Outcome | None:
+        """``plan --out --keep-valid``: the saved plan stays when it is still what applying would do.
+
+        - code, inputs and state as when it was made: kept (no terraform run);
+        - only the inputs differ (a dependency applied since changed its outputs: a dependent planned in a
+          pull request cannot have seen them): None, the stack is planned again;
+        - its code or its state changed (a new commit, an apply from elsewhere): refused, it must be reviewed
+          again, as `apply --plan` would refuse it.
+        """
+        plan = self._plan_file(stack)
+        meta_path = plan.with_suffix(".json")
+        if not plan.is_file() or not meta_path.is_file():
+            return None
+        try:
+            meta: dict[str, Any] = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            return None  # a damaged record: the plan is made again
+        if meta.get("sha256") != _sha256_of(plan):
+            return Outcome(FAILED, f"the saved plan of {stack.path} is not the one `strata plan --out` made (the "
+                                   "file changed since); remove it or plan without --keep-valid")
+        if meta.get("code") != self._code_digest(stack):
+            return Outcome(FAILED, f"the saved plan of {stack.path} is stale: its code changed since the plan was "
+                                   "made; plan it without --keep-valid and review it again")
+        moved = self._state_moved(stack, plan)
+        if moved:
+            return Outcome(FAILED, f"the saved plan of {stack.path} is stale: its state changed since the plan was "
+                                   "made (an apply from elsewhere); plan it without --keep-valid and review it again")
+        if meta.get("inputs") != _inputs_digest(inputs) or data.get("mocked") or meta.get("mocked_dependencies"):
+            log.write("strata: planning again: the outputs of its dependencies changed since the saved plan\n")
+            data["replanned"] = "the outputs of its dependencies changed since the saved plan"
+            return None
+        log.write(f"strata: the saved plan is still valid (made {meta.get('created', '?')}): kept\n")
+        data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
+        data["kept"] = True
+        data.update({k: v for k, v in (meta.get("counts") or {}).items() if isinstance(v, int)})
+        if meta.get("policy") is not None:
+            data["policy"] = meta["policy"]
+        return Outcome(OK if meta.get("changes") is False else CHANGES, "saved plan kept: still valid")
+
+    def _state_moved(self, stack: Stack, plan: Path) -> bool | None:
+        """Whether the stack's state is no longer the one ``plan`` was made from (lineage and serial of the
+        prior state inside the plan file against the backend's); None when strata cannot read the backend
+        (terraform then refuses a stale plan when it is applied)."""
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(plan) as archive:
+                prior = _lineage_serial(archive.read("tfstate")) if "tfstate" in archive.namelist() else None
+        except (OSError, zipfile.BadZipFile, KeyError):
+            return None
+        if stack.backend is None:
+            return None
+        backend = get_backend(stack.backend.type)
+        try:
+            current = backend.read_state(stack.backend.values(), self.repo.root / stack.path) if backend else None
+        except (NotImplementedError, BackendError):
+            return None
+        now = _lineage_serial(current) if current is not None else None
+        return prior != now
+
     def _write_plan_meta(self, stack: Stack, inputs: dict[str, Any], data: dict[str, Any]) -> None:
         plan = self._plan_file(stack)
         meta = {"stack": stack.path, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "mocked_dependencies": data.get("mocked", []), "config": self._config_digest(stack, inputs),
+                "code": self._code_digest(stack), "inputs": _inputs_digest(inputs),
+                "changes": data.get("changes"),
+                "counts": {k: data[k] for k in ("add", "change", "destroy") if k in data},
                 "terraform": self.binary.describe(), "sha256": _sha256_of(plan), "policy": data.get("policy")}
         write_atomic(plan.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode(), mode=SECRET)
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
@@ -632,6 +707,21 @@ class Runner:
             return check_plan(self.options.policy, stack.path, self._plan_file(stack), self.repo.root / stack.path,
                               env, self.binary.path, self.group, self.secrets, policy_log,
                               work_dir=self.log_dir).to_json()
+
+
+def _inputs_digest(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _lineage_serial(raw: bytes) -> tuple[str, int] | None:
+    """(lineage, serial) of a state document; None for an empty one (no state yet)."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not doc.get("lineage"):
+        return None
+    return str(doc["lineage"]), int(doc.get("serial") or 0)
 
 
 def saved_plan_path(root: Path, stack_path: str) -> Path:
