@@ -543,7 +543,7 @@ def test_azure_pipeline_structure(multi_cloud: Repository) -> None:
     pipeline = yaml.safe_load(generate("azure-devops", multi_cloud)["azure-pipelines.yml"])
     stages = {s["stage"]: s for s in pipeline["stages"]}
     assert list(stages) == ["plan", "plan_development", "apply_development", "plan_staging", "apply_staging",
-                            "plan_production", "apply_production", "destroy"]
+                            "plan_production", "apply_production", "destroy_confirm", "destroy"]
     assert stages["apply_staging"]["dependsOn"] == ["plan_staging", "apply_development"]
     assert stages["apply_production"]["dependsOn"] == ["plan_production", "apply_staging"]
     plan = stages["plan"]["jobs"][0]

@@ -372,10 +372,30 @@ def _main(repo: Repository, tool_: Tool) -> list[str]:
 def _destroy(repo: Repository, tool_: Tool) -> list[str]:
     """One job per group of the chosen environment, dependents' groups first."""
     lines = [
-        "  - stage: destroy",
-        "    displayName: Destroy ${{ parameters.destroyEnvironment }}",
+        # a stage of its own: Azure DevOps asks for an environment's approvals before the stage that uses it
+        # starts, so a mistyped confirmation must fail before that (no approver is asked for a refused run)
+        "  - stage: destroy_confirm",
+        "    displayName: Confirm the destroy of ${{ parameters.destroyEnvironment }}",
         "    dependsOn: []",
         "    condition: ne('${{ parameters.destroyEnvironment }}', 'none')",
+        "    jobs:",
+        "      - job: confirm",
+        "        steps:",
+        "          - checkout: none",
+        "          - script: |",
+        "              set -eo pipefail",
+        '              if [ "$CONFIRM" != "$ENVIRONMENT" ]; then',
+        '                echo "##vso[task.logissue type=error]confirmDestroy differs: nothing destroyed"',
+        "                exit 1",
+        "              fi",
+        "            displayName: Check the confirmation",
+        "            env:",
+        "              ENVIRONMENT: ${{ parameters.destroyEnvironment }}",
+        "              CONFIRM: ${{ parameters.confirmDestroy }}",
+        "  - stage: destroy",
+        "    displayName: Destroy ${{ parameters.destroyEnvironment }}",
+        "    dependsOn: [destroy_confirm]",
+        "    condition: and(succeeded(), ne('${{ parameters.destroyEnvironment }}', 'none'))",
         "    lockBehavior: sequential",
         "    jobs:",
     ]
