@@ -102,7 +102,9 @@ def argv(checkov: str, plan_json: Path, folder: Path, checks_dir: Path | None) -
 def environment(base: dict[str, str]) -> dict[str, str]:
     """checkov's environment: no TF_VAR_* (secrets it has no use for); its log level fixed at WARNING, so that
     the errors it only logs are seen and a LOG_LEVEL=DEBUG of the user's does not print resource values."""
-    env = {k: v for k, v in base.items() if not k.startswith("TF_VAR_")}
+    from strata.run.engine import STRATA_SECRETS  # the plan bundles' key, the comment tokens: not checkov's
+
+    env = {k: v for k, v in base.items() if not k.startswith("TF_VAR_") and k not in STRATA_SECRETS}
     env.update({"LOG_LEVEL": "WARNING", "BC_SKIP_MAPPING": "TRUE"})
     return env
 

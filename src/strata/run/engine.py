@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,11 @@ INIT_STAMP = "strata-init.sha256"
 # Where terraform leaves the state it could not save (in its working folder), and the commands refused
 # while it is there: planning or applying on the old state would fork it or repeat what was done.
 ERRORED_STATE = "errored.tfstate"
+# The variable files terraform loads by itself: part of what a saved plan was made from.
+VARIABLE_FILES = ("terraform.tfvars", "terraform.tfvars.json", "*.auto.tfvars", "*.auto.tfvars.json")
+# strata's own secrets in CI (the plan bundles' key, the comment tokens): terraform, its providers and the policy
+# checks run the repository's code (a pull request's, in its job) and have no use for them
+STRATA_SECRETS = ("STRATA_PLAN_KEY", "STRATA_GITLAB_TOKEN", "SYSTEM_ACCESSTOKEN")
 STATE_COMMANDS = frozenset({"plan", "apply", "destroy", "refresh"})
 # A command that applies: its counts are what it did (and saved), not what its plan announced.
 APPLYING = frozenset({"apply", "destroy"})
@@ -147,6 +153,8 @@ class Runner:
         started = time.time()
         private_dir(self.log_dir)
         env = dict(os.environ)  # the user's own TF_VAR_* (secrets in CI) stay; inputs below override by name
+        for secret in STRATA_SECRETS:
+            env.pop(secret, None)
         for unsafe in ("TF_PLUGIN_CACHE_DIR", "TF_PLUGIN_CACHE_MAY_BREAK_DEPENDENCY_LOCK_FILE"):
             env.pop(unsafe, None)  # terraform's own cache races under parallel init; the store replaces it
         env.update(self.providers.prepare())
@@ -435,12 +443,12 @@ class Runner:
         return path
 
     def _config_digest(self, stack: Stack, inputs: dict[str, Any]) -> str:
-        files = self._code_files(stack, "*.auto.tfvars", "*.auto.tfvars.json")
+        files = self._code_files(stack, *VARIABLE_FILES)
         return self._digest(files, json.dumps(inputs, sort_keys=True, default=str).encode())
 
     def _code_digest(self, stack: Stack) -> str:
         """The digest of the code alone (inputs apart): tells a plan whose code changed from one whose inputs did."""
-        return self._digest(self._code_files(stack, "*.auto.tfvars", "*.auto.tfvars.json"), b"code")
+        return self._digest(self._code_files(stack, *VARIABLE_FILES), b"code")
 
     def _keep_saved_plan(self, stack: Stack, inputs: dict[str, Any], data: dict[str, Any],
                          log: IO[str]) -> Outcome | None:
@@ -689,6 +697,7 @@ class Runner:
         if meta.get("sha256") != _sha256_of(plan):
             raise StrataError(f"the saved plan of {stack.path} is not the one `strata plan --out` made (the file "
                               "changed since); plan again")
+        self._check_plan_contents(stack, plan, inputs)
         data["plan_file"] = self.repo.display(os.path.relpath(plan, self.repo.root))
         from strata.policy.gate import admit
 
@@ -696,6 +705,35 @@ class Runner:
                                override=self.options.override_policy, run_id=self.run_id,
                                plan_sha256=meta.get("sha256"))
         return tf.apply(self.binary.path, plan_file=str(plan), lock_timeout=self.options.lock_timeout)
+
+    def _check_plan_contents(self, stack: Stack, plan: Path, inputs: dict[str, Any]) -> None:
+        """Terraform applies the configuration and the variables inside a plan file, not the checkout's: a plan
+        made elsewhere (a pull request's job, whose code the pull request controls, packed with a record that
+        says what it likes) must carry exactly this checkout's code and the inputs strata computes here."""
+        from strata.run.planfile import configuration_differences, variable_differences
+
+        folder = self.repo.root / stack.path
+        differ = configuration_differences(plan, folder)
+        if differ:
+            more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
+            raise StrataError(f"the saved plan of {stack.path} does not carry this checkout's code: {differ[0]}{more}; "
+                              "it was made from other code: plan again")
+        done = subprocess.run(tf.show_plan(self.binary.path, str(plan)), cwd=folder, env=self.base_env,
+                              capture_output=True, text=True, check=False)
+        try:
+            shown = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
+        except (ValueError, IndexError):
+            shown = None
+        if not isinstance(shown, dict):
+            raise StrataError(f"cannot read the saved plan of {stack.path} with terraform show: "
+                              f"{last_error(done.stdout + done.stderr, stack.path)}")
+        # the static inputs (strata's generated *.auto.tfvars) and those read from dependencies (TF_VAR_*)
+        expected = {name: setting.plain() for name, setting in stack.inputs.items() if not setting.has_deferred()}
+        expected.update(inputs)
+        wrong = variable_differences(shown, expected, _tf_vars(inputs, folder))
+        if wrong:
+            raise StrataError(f"the saved plan of {stack.path} was made with other inputs than strata passes here "
+                              f"({', '.join(wrong)}): plan again")
 
     def _check_policy(self, stack: Stack, env: dict[str, str]) -> dict[str, Any]:
         """The policy check of the plan just saved (checkov on its JSON): kept in the plan's record."""
