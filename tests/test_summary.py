@@ -418,3 +418,13 @@ def test_terraform_report_names_are_safe_and_distinct() -> None:
     assert len(set(names.values())) == len(names)
     for name in names.values():
         assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*\.json", name) and len(name) < 255, name
+
+
+def test_checks_a_skip_silenced_are_shown_with_their_reason(real_plan: RealPlan) -> None:
+    # a pull request can add `skip "CKV_X" { reason = ... }` to strata.hcl: the reviewer sees what it silenced
+    policy = {"status": "passed", "failed": [], "reason": None,
+              "skipped": [{"id": "CKV2_CUSTOM_1", "name": "no gold tier", "resource": "null_resource.x",
+                           "severity": None, "reason": "ok"}]}
+    (comment,) = render([StackPlan("dev/a", "changes", real_plan.data, real_plan.text, policy=policy)])
+    assert "✅ passed, 1 skipped" in comment
+    assert "skipped `CKV2_CUSTOM_1` no gold tier — `null_resource.x`: ok" in comment

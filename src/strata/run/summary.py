@@ -343,8 +343,9 @@ def _policy_result(policy: Any, scrub: _Scrub) -> str:
     status = str(policy.get("status") or "unknown")  # a status this version does not know is shown as it is
     failed = _failed_checks(policy)
     reason = policy.get("reason")
+    skipped = _skipped_checks(policy)
     if status == "passed":
-        return "✅ passed"
+        return f"✅ passed, {len(skipped)} skipped" if skipped else "✅ passed"
     if status == "failed":
         return f"❌ {len(failed)} failed" if failed else "❌ failed"
     icon = {"skipped": "⏭️ ", "error": "⚠️ ", "overridden": "⚠️ "}.get(status, "")
@@ -354,13 +355,20 @@ def _policy_result(policy: Any, scrub: _Scrub) -> str:
     return text
 
 
+def _skipped_checks(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    skipped = policy.get("skipped")
+    return [c for c in skipped if isinstance(c, dict)] if isinstance(skipped, list) else []
+
+
 def _policy_lines(stack: _Stack, scrub: _Scrub, cap: int | None) -> list[str]:
-    """The failed checks of a stack, shown under it (never collapsed: they block the apply)."""
+    """The failed checks of a stack, shown under it (never collapsed: they block the apply), and the findings a
+    skip in strata.hcl silenced, with its reason (a pull request can add a skip: the reviewer must see it)."""
     policy = stack.plan.policy
     if not isinstance(policy, dict):
         return []
     failed = _failed_checks(policy)
-    if not failed and policy.get("status") not in ("error", "overridden"):
+    skipped = _skipped_checks(policy)
+    if not failed and not skipped and policy.get("status") not in ("error", "overridden"):
         return []
     lines = [f"**Policy:** {_policy_result(policy, scrub)}", ""]
     listed = failed if cap is None else failed[:cap]
@@ -370,7 +378,15 @@ def _policy_lines(stack: _Stack, scrub: _Scrub, cap: int | None) -> list[str]:
                      f" — {_code(scrub(str(check.get('resource') or '?')))}{severity}")
     if len(listed) < len(failed):
         lines.append(f"- … and {len(failed) - len(listed)} more failed checks (list truncated to fit the comment)")
-    return lines + ([""] if listed else [])
+    shown_skips = skipped if cap is None else skipped[:cap]
+    for check in shown_skips:
+        resource = _code(scrub(str(check.get("resource") or "?")))
+        lines.append(f"- skipped {_code(scrub(str(check.get('id') or '?')))} "
+                     f"{_text(scrub(str(check.get('name') or '')), 200)} — {resource}"
+                     f": {_text(scrub(str(check.get('reason') or 'no reason')), 200)}")
+    if len(shown_skips) < len(skipped):
+        lines.append(f"- … and {len(skipped) - len(shown_skips)} more skipped checks")
+    return lines + ([""] if listed or shown_skips else [])
 
 
 def _row(stack: _Stack, scrub: _Scrub) -> str:
