@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Result, write_tree
+from fake_ci_api import GITHUB_TOKEN, REPO, FakeCiApi, Reply
 from test_changes import GIT_ENV, commit_all, git, init
 
 ZEROS = "0" * 40
@@ -95,6 +96,31 @@ def test_a_multi_commit_push_selects_the_stacks_of_all_its_commits(repo: Path, t
     assert changed(strata, repo, "HEAD~1") == ["dev/beta"]  # what `--base HEAD~1` used to miss
     selected, _ = pipeline(repo, github_push(tmp_path, before), tmp_path)
     assert selected == ["dev/alpha", "dev/beta"]
+
+
+def test_a_push_after_a_cancelled_run_compares_with_the_last_successful_one(
+        repo: Path, tmp_path: Path, strata: Callable[..., Result], fake_ci_api: FakeCiApi) -> None:
+    # A applied; B's run waited behind a production approval and GitHub cancelled it when C was pushed (one
+    # pending run per concurrency group): C's `before` is B, so B's stack would never be applied
+    applied = git(repo, "rev-parse", "HEAD")
+    change(repo, "alpha", "B: its run was cancelled")
+    before = change(repo, "beta", "C")
+    workflow = ".github/workflows/strata-apply.yml"
+    fake_ci_api.route("GET", rf"/repos/{REPO}/actions/workflows/strata-apply\.yml/runs",
+                      lambda request, _m: Reply(200, {"total_count": 1, "workflow_runs": [{"head_sha": applied}]}
+                                                if request.query.get("status") == "success" else {}))
+    change(repo, "gamma", "D")
+    env = {**github_push(tmp_path, before), "GITHUB_API_URL": fake_ci_api.url, "GITHUB_REPOSITORY": REPO,
+           "GITHUB_TOKEN": GITHUB_TOKEN, "GITHUB_REF_NAME": "main",
+           "GITHUB_WORKFLOW_REF": f"{REPO}/{workflow}@refs/heads/main"}
+    result = strata("ci", "base", cwd=repo, env=env)
+    assert result.code == 0 and result.stdout == applied + "\n", result.output
+    assert "last successful run of strata-apply.yml" in result.stderr
+    assert changed(strata, repo, applied) == ["dev/alpha", "dev/beta", "dev/gamma"]
+    # the API unreachable or no token: the push's before, as without it
+    fake_ci_api.answer("GET", rf"/repos/{REPO}/actions/workflows/.*", 500, {"message": "down"})
+    assert strata("ci", "base", cwd=repo, env=env).stdout == before + "\n"
+    assert strata("ci", "base", cwd=repo, env={**env, "GITHUB_TOKEN": ""}).stdout == before + "\n"
 
 
 def test_gitlab_push_uses_the_commit_before(repo: Path, tmp_path: Path, strata: Callable[..., Result]) -> None:

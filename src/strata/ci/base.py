@@ -142,9 +142,47 @@ def _github(cwd: Path, env: Mapping[str, str]) -> Base:
         branch = _branch(str(queued.get("base_ref") or "the target branch"))
         return merge_base(cwd, branch, [str(queued["base_sha"])])
     if "before" in event:
-        return previous_head(cwd, str(event.get("before") or ""), "the push event's before")
+        pushed = previous_head(cwd, str(event.get("before") or ""), "the push event's before")
+        applied = _github_last_success(cwd, env)
+        if applied is not None and applied.commit and pushed.commit and \
+                _git(cwd, "merge-base", "--is-ancestor", applied.commit, pushed.commit)[0] == 0:
+            return applied  # older than the push's own before: the runs in between never completed
+        return pushed
     name = env.get("GITHUB_EVENT_NAME", "unknown")
     return Base("", f"the GitHub event {name!r} names no previous commit; every stack runs")
+
+
+def _github_last_success(cwd: Path, env: Mapping[str, str]) -> Base | None:
+    """The commit of this workflow's last successful run on the branch, when it is an ancestor of HEAD.
+
+    GitHub keeps one pending run per concurrency group and cancels the one it replaces: with pushes A (applied),
+    B (its run waiting, then cancelled by C's) and C, C's ``before`` is B and B's changes would never be applied.
+    Comparing with the last run that succeeded covers every commit since. None when it cannot be asked (no
+    GITHUB_TOKEN, an old runner without GITHUB_WORKFLOW_REF, the API refusing): the push's ``before`` then."""
+    token, repo = env.get("GITHUB_TOKEN", "").strip(), env.get("GITHUB_REPOSITORY", "").strip()
+    workflow_ref, branch = env.get("GITHUB_WORKFLOW_REF", "").strip(), env.get("GITHUB_REF_NAME", "").strip()
+    path = workflow_ref.split("@", 1)[0]
+    prefix = f"{repo}/"
+    if not token or not repo or not branch or not path.startswith(prefix):
+        return None
+    workflow = path[len(prefix):].rsplit("/", 1)[-1]
+    url = api.with_query(f"{env.get('GITHUB_API_URL', 'https://api.github.com').rstrip('/')}/repos/{repo}/actions/"
+                         f"workflows/{workflow}/runs", branch=branch, status="success", per_page="1")
+    try:
+        answer = api.request("GET", url, headers={"Authorization": f"Bearer {token}",
+                                                  "Accept": "application/vnd.github+json"})
+    except StrataError:
+        return None
+    runs = answer.get("workflow_runs") if isinstance(answer, dict) else None
+    if not isinstance(runs, list) or not runs or not isinstance(runs[0], dict):
+        return None
+    sha = str(runs[0].get("head_sha") or "").lower()
+    if not _SHA.fullmatch(sha) or _commit(cwd, sha) is None:
+        return None
+    if _git(cwd, "merge-base", "--is-ancestor", sha, _head(cwd))[0] != 0:
+        return None
+    return Base(sha, f"comparing with {sha[:12]}, the commit of the last successful run of {workflow} on {branch} "
+                     "(runs after it did not complete)")
 
 
 def _gitlab(cwd: Path, env: Mapping[str, str]) -> Base:
