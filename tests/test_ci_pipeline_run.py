@@ -118,7 +118,9 @@ class Platform:
         event_path = run_dir / "event.json"
         event_path.write_text(json.dumps(event))
         env = {**self.env, "GITHUB_EVENT_NAME": event_name, "GITHUB_EVENT_PATH": str(event_path),
-               "GITHUB_SHA": sha, "GITHUB_REF": ref, "GITHUB_RUN_ID": str(1000 + self.runs)}
+               "GITHUB_SHA": sha, "GITHUB_REF": ref, "GITHUB_RUN_ID": str(1000 + self.runs),
+               "GITHUB_REF_NAME": ref.removeprefix("refs/heads/"),
+               "GITHUB_WORKFLOW_REF": f"{REPO}/.github/workflows/{workflow}@{ref}"}
         if event_name == "pull_request":
             env.update({"GITHUB_BASE_REF": "main", "GITHUB_HEAD_REF": "feature"})
         text = self.origin_file(sha, f".github/workflows/{workflow}")

@@ -292,6 +292,8 @@ def _apply(repo: Repository, tool_: Tool) -> list[str]:
             *_setup(tool_, terraform=False),
             "- name: Group the changed stacks by environment, wave, cloud and account",
             "  id: select",
+            "  env:  # ci base compares with the last successful run (a cancelled pending run's merge included)",
+            "    GITHUB_TOKEN: ${{ github.token }}",
             *indent(block("run", [
                 'BASE="$(strata ci base)"',
                 f'strata ci matrix {base_args()} --allow-empty --outputs >> "$GITHUB_OUTPUT"',
