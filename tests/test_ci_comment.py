@@ -385,6 +385,32 @@ def test_a_redirect_never_carries_the_token(fake_ci_api: FakeCiApi) -> None:
         platform.send("GET", f"{fake_ci_api.url}/ftp", headers=secret)
 
 
+def test_a_next_page_on_another_host_is_not_followed_with_the_token(fake_ci_api: FakeCiApi, tmp_path: Path,
+                                                                    comment: Callable[..., Result]) -> None:
+    # a Link header (from the server, or anything between) naming another host must not receive the token
+    from fake_ci_api import Reply
+    from strata.ci import platform
+
+    elsewhere = fake_ci_api.url.replace("127.0.0.1", "localhost")
+    other_port = fake_ci_api.url.rsplit(":", 1)[0] + ":1"
+    for where in (elsewhere, other_port, fake_ci_api.url.replace("http://", "https://")):
+        fake_ci_api.route("GET", r"/list", lambda _r, _m, w=where: Reply(200, [{"id": 1}],
+                                                                          {"Link": f'<{w}/list2>; rel="next"'}))
+        fake_ci_api.route("GET", r"/list2", lambda _r, _m: Reply(200, [{"id": 2}]))
+        before = len(fake_ci_api.requests)
+        with pytest.raises(platform.ApiError, match="next page is on another host"):
+            list(platform.paginate(f"{fake_ci_api.url}/list", headers={"PRIVATE-TOKEN": "s3cret"}))
+        assert [r.path for r in fake_ci_api.requests[before:]] == ["/list"]
+    fake_ci_api.route("GET", r"/list", lambda _r, _m: Reply(200, [{"id": 1}], {"Link": '</list2>; rel="next"'}))
+    assert list(platform.paginate(f"{fake_ci_api.url}/list")) == [{"id": 1}, {"id": 2}]  # same host: followed
+
+    link = {"Link": f'<{elsewhere}/x>; rel="next"'}
+    fake_ci_api.route("GET", r"/api/v4/.*/notes", lambda _r, _m: Reply(200, [], link))
+    result = comment(write_summary(tmp_path, "plan\n"), job_env(fake_ci_api, "gitlab", tmp_path))
+    assert result.code == 1 and "next page is on another host" in result.stderr and "Traceback" not in result.stderr
+    assert fake_ci_api.writes() == [] and not any(r.path == "/x" for r in fake_ci_api.requests)
+
+
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_malformed_comments_are_a_clear_error(platform: str, fake_ci_api: FakeCiApi, tmp_path: Path,
                                               comment: Callable[..., Result]) -> None:

@@ -215,11 +215,23 @@ def _next_link(link: str) -> str | None:
     return None
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of ``url`` (the port filled in for http and https)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a port that is not a number
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
 def paginate(url: str, *, headers: Mapping[str, str] | None = None, items: str | None = None,
              max_pages: int = 100) -> Iterator[Any]:
     """Every item of a listing, page after page. ``items`` names the key holding a page's list (Azure DevOps:
-    ``"value"``); without it a page must be a JSON list."""
+    ``"value"``); without it a page must be a JSON list. A next page is followed only on the API's own scheme,
+    host and port: the request carries the token."""
     seen: set[str] = set()
+    origin = _origin(url)
     for _ in range(max_pages):
         response = send("GET", url, headers=headers)
         page = response.json()
@@ -237,7 +249,11 @@ def paginate(url: str, *, headers: Mapping[str, str] | None = None, items: str |
         if following in seen:  # a server that points back at a page already read would loop forever
             raise ApiError(f"GET {_shown(url)}: the server's next page repeats an earlier one; stopped")
         seen.add(following)
-        url = urllib.parse.urljoin(url, following)
+        following = urllib.parse.urljoin(url, following)
+        if _origin(following) != origin:
+            raise ApiError(f"GET {_shown(url)}: the server's next page is on another host ({_shown(following)}), "
+                           "and the request would carry the token there; stopped (check the API URL variable)")
+        url = following
     raise ApiError(f"GET {_shown(url)}: more than {max_pages} pages; stopped")
 
 
