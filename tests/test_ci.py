@@ -229,6 +229,8 @@ def test_the_example_gates_production_through_its_ci_block(example: Repository) 
     ('ci {\n  environment "p" {\n    aws {\n      region = "x"\n    }\n  }\n}\n', 2,
      "the aws block of environment 'p' needs role"),
     ("ci {\n  kubernetes {}\n}\n", 2, "unknown block 'kubernetes' in the ci block"),
+    ('ci {\n  aws {\n    role = "r"\n    plan_role = "r"\n  }\n}\n', 4, "plan_role must differ from role: a plan "
+     "job runs code from the pull request"),
     ('ci {\n  protected = ["p"]\n  environment "p" {\n    protected = true\n  }\n}\n', 3,
      "environment 'p' sets protected, and so does the ci block's protected list"),
     ("ci {}\nci {}\n", 2, "a second ci block in this file (the first is at line 2)"),
@@ -383,9 +385,9 @@ def test_github_jobs_authenticate_for_their_own_cloud_only(multi_cloud: Reposito
         (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
         assert aws["if"] == "matrix.cloud == 'aws'"
         role = aws["with"]["role-to-assume"]
-        wanted = "matrix.credentials.plan_role || matrix.credentials.role" if name.startswith("plan-") else \
-            "matrix.credentials.role"
-        assert role == f"${{{{ {wanted} || vars.STRATA_AWS_ROLE_ARN }}}}"
+        wanted = "matrix.plan_credentials.role || vars.STRATA_AWS_PLAN_ROLE_ARN" if name.startswith("plan-") else \
+            "matrix.credentials.role || vars.STRATA_AWS_ROLE_ARN"
+        assert role == f"${{{{ {wanted} }}}}"
         (azure,) = steps_using(job, "azure/login")
         assert azure["if"] == "matrix.cloud == 'azure'"
         assert all(s.get("if") in ("matrix.cloud == 'aws'", "matrix.cloud == 'azure'", None) for s in job["steps"])
@@ -393,6 +395,56 @@ def test_github_jobs_authenticate_for_their_own_cloud_only(multi_cloud: Reposito
     # the example has only aws stacks: no azure step at all
     text = "".join(generate("github", example).values())
     assert "azure/login" not in text and "ARM_USE_OIDC" not in text
+
+
+APPLY_ONLY = CI_BLOCK.replace('    plan_role = "arn:aws:iam::999999999999:role/strata-plan"\n', "").replace(
+    "role/strata-{environment}", "role/strata-apply-{environment}")
+
+
+@pytest.mark.parametrize("block", [CI_BLOCK, APPLY_ONLY])
+def test_no_plan_job_ever_gets_an_apply_identity(block: str, strata: Any, tmp_path: Path) -> None:
+    """Hostile review of issue 12 (C2): a plan job (the pull request's, main's) runs code from the pull request,
+    so it must never hold the identity that applies: the plan_* settings, else the plan variables."""
+    repo = load(multi_cloud_tree(tmp_path / "mc", block))
+    every = list(repo.stacks.values())
+    apply_roles = {c["credentials"].get("role") for c in jobs(repo, every)} - {None}
+    assert apply_roles and all("strata-plan" not in r for r in apply_roles)
+    # the identity of the pull request's plan job (`strata ci matrix --identity plan`)
+    result = strata("ci", "matrix", "--outputs", "--identity", "plan", cwd=repo.root)
+    assert result.code == 0, result.output
+    assert not any(role in result.stdout.split("identity_aws=", 1)[-1] for role in apply_roles), result.stdout
+    assert "00000000-0000-0000-0000-0000000000c1" not in result.stdout.split("identity_azure=", 1)[-1]
+    # GitHub: the pull request's plan job and main's plan-ENV jobs
+    files = github(repo)
+    plan_jobs = [files[".github/workflows/strata-plan.yml"]["jobs"]["plan"],
+                 *[j for n, j in files[".github/workflows/strata-apply.yml"]["jobs"].items() if n.startswith("plan-")]]
+    for job in plan_jobs:
+        (aws,) = steps_using(job, "aws-actions/configure-aws-credentials")
+        role = aws["with"]["role-to-assume"]
+        assert role.endswith(".role || vars.STRATA_AWS_PLAN_ROLE_ARN }}"), role
+        (azure,) = steps_using(job, "azure/login")
+        assert azure["with"]["client-id"].endswith("|| vars.AZURE_PLAN_CLIENT_ID }}")
+        assert "matrix.credentials" not in json.dumps(job)
+    # GitLab: the merge request's plan job and main's plan-* jobs
+    gitlab = yaml.safe_load(generate("gitlab", repo)[".gitlab-ci.yml"])
+    plans = {n: j for n, j in gitlab.items() if n == "plan" or n.startswith("plan-")}
+    assert len(plans) > 1
+    for name, job in plans.items():
+        text = json.dumps(job)
+        assert not any(role in text for role in apply_roles), name
+        assert "00000000-0000-0000-0000-0000000000c1" not in text
+        assert "STRATA_AWS_ROLE_ARN" not in text and "${AZURE_CLIENT_ID" not in text, name
+        assert "STRATA_AWS_PLAN_ROLE_ARN" in text or "AZURE_PLAN_CLIENT_ID" in text, name
+    # Azure DevOps: the plan stages use service connections no apply or destroy job uses
+    pipeline = yaml.safe_load(generate("azure-devops", repo)["azure-pipelines.yml"])
+
+    def connections(stage: dict[str, Any]) -> set[str]:
+        found = re.findall(r'"(?:awsCredentials|azureSubscription)": "([^"]+)"', json.dumps(stage))
+        return set(found)
+
+    applying = set().union(*(connections(s) for s in pipeline["stages"] if not s["stage"].startswith("plan")))
+    planning = set().union(*(connections(s) for s in pipeline["stages"] if s["stage"].startswith("plan")))
+    assert applying and planning and not applying & planning, (applying, planning)
 
 
 def test_github_installs_terraform_and_caches(multi_cloud: Repository) -> None:
@@ -876,11 +928,11 @@ def test_output_lines_name_every_wave_of_every_environment(multi_cloud: Reposito
 
 def test_one_identity_per_cloud_or_a_clear_error(multi_cloud: Repository) -> None:
     every = list(multi_cloud.stacks.values())
-    # planning: the plan role covers every account; the azure subscription differs and is left to the stacks
+    # planning: the plan role covers every account; the azure subscription differs and is left to the stacks;
+    # azure names no plan_client_id: no client id at all (the job reads AZURE_PLAN_CLIENT_ID), never the apply one
     assert one_identity(multi_cloud, every, plan=True) == {
         "aws": {"role": "arn:aws:iam::999999999999:role/strata-plan", "region": "eu-west-1"},
-        "azure": {"client_id": "00000000-0000-0000-0000-0000000000c1",
-                  "tenant_id": "00000000-0000-0000-0000-0000000000d1"}}
+        "azure": {"tenant_id": "00000000-0000-0000-0000-0000000000d1"}}
     with pytest.raises(StrataError, match="more than one aws identity"):
         one_identity(multi_cloud, every, plan=False)  # applying: one role per account
 
@@ -888,7 +940,8 @@ def test_one_identity_per_cloud_or_a_clear_error(multi_cloud: Repository) -> Non
 def test_ci_matrix_outputs_through_the_cli(strata: Any, multi_cloud: Repository) -> None:
     result = strata("ci", "matrix", "--outputs", "--identity", "plan", cwd=multi_cloud.root)
     assert result.code == 0, result.output
-    assert "wave_production_1=" in result.stdout and "identity_azure_client_id=" in result.stdout
+    assert "wave_production_1=" in result.stdout and "identity_azure_tenant_id=" in result.stdout
+    assert "identity_azure_client_id=" not in result.stdout  # no plan_client_id: never the apply one
     result = strata("ci", "matrix", "--outputs", "--identity", "apply", cwd=multi_cloud.root)
     assert result.code == 1 and "more than one aws identity" in result.output
     result = strata("ci", "matrix", "--paths", "--env", "staging", "--cloud", "azure", cwd=multi_cloud.root)
@@ -937,10 +990,17 @@ def test_generate_says_what_to_set_up(strata: Any, multi_cloud: Repository, tmp_
     assert result.code == 0, result.output
     assert "a secret STRATA_PLAN_KEY" in result.stdout
     assert "an Approvals check on the environment 'production'" in result.stdout
-    assert "azure-development, azure-production, azure-staging, strata-aws, strata-azure-plan" in result.stdout
+    assert ("azure-development, azure-production, azure-staging, strata-aws, strata-aws-plan, strata-azure-plan"
+            in result.stdout)
+    assert "the *-plan ones are the plan identities (read-only" in result.stdout
+    result = strata("ci", "generate", "gitlab", "--out", str(tmp_path / "gl"), cwd=multi_cloud.root)
+    assert "azure: the plan identity, read-only" in result.stdout and "AZURE_PLAN_CLIENT_ID" in result.stdout
+    assert "aws: the plan identity" not in result.stdout  # the ci block names aws { plan_role }
     result = strata("ci", "generate", "github", "--out", str(tmp_path / "gh"), cwd=EXAMPLE)
     assert "required reviewers on the GitHub environment 'production'" in result.stdout
     assert "aws: the variables STRATA_AWS_ROLE_ARN" in result.stdout  # the example's ci block names no role
+    assert "aws: the plan identity, read-only, for the plan jobs (they run the pull request's code): the variable " \
+           "STRATA_AWS_PLAN_ROLE_ARN" in result.stdout
     assert "'staging'" not in result.stdout
 
 

@@ -47,7 +47,8 @@ STACK = "staging/us-east-1/clients/ezra"  # the stack the pull requests change
 # the example's ci block (staging, then production once approved) gains the role of each environment's account
 ROLE = """ci {
   aws {
-    role = "arn:aws:iam::{account_id}:role/strata-ci-{environment}"
+    role      = "arn:aws:iam::{account_id}:role/strata-ci-{environment}"
+    plan_role = "arn:aws:iam::{account_id}:role/strata-plan-{environment}"
   }
 """
 
@@ -295,6 +296,10 @@ def test_the_pull_request_comment_is_updated_and_main_applies_the_reviewed_plan(
     bodies = p.api.github_bodies()
     assert len(bodies) == 1, log
     assert "ezra" in bodies[0] and first[:7] in bodies[0]
+    # the pull request's plan runs its code: the plan role, never the apply role
+    roles = {c["role-to-assume"] for c in p.credentials if c["action"] == "aws"}
+    assert roles == {"arn:aws:iam::111111111111:role/strata-plan-staging"}, p.credentials
+    p.credentials.clear()
 
     second = p.change('"Ezra"', '"Ezra Ltd"', "ezra: its display name")
     results = pull_request_run(p, second)
@@ -316,8 +321,9 @@ def test_the_pull_request_comment_is_updated_and_main_applies_the_reviewed_plan(
     assert "planning main" not in log
     state = state_of(p, strata)
     assert state["serial"] > serial_before, log
-    roles = {c["role-to-assume"] for c in p.credentials if c["action"] == "aws"}
-    assert roles == {"arn:aws:iam::111111111111:role/strata-ci-staging"}, p.credentials
+    roles = {(c["job"].split("-")[0], c["role-to-assume"]) for c in p.credentials if c["action"] == "aws"}
+    assert roles == {("plan", "arn:aws:iam::111111111111:role/strata-plan-staging"),
+                     ("apply", "arn:aws:iam::111111111111:role/strata-ci-staging")}, p.credentials
 
 
 def test_a_reviewed_plan_made_stale_after_the_review_is_refused(platform: Platform, strata: Strata) -> None:

@@ -74,14 +74,15 @@ stack {{
 }}
 """
 # the service connections the generated file names by default: strata-aws (one AWS connection for both
-# accounts) and strata-azure (workload identity federation) for the Azure stack the test adds to production
+# accounts) and strata-azure (workload identity federation) for the Azure stack the test adds to production,
+# and their -plan twins, the read-only identities of the plan stages (a plan runs the pull request's code)
 AWS_CONNECTIONS = {
-    "strata-aws": {"AWS_ACCESS_KEY_ID": "AKIAFAKEAZURE", "AWS_SECRET_ACCESS_KEY": "fake-secret",
-                   "AWS_SESSION_TOKEN": "fake-session"},
+    name: {"AWS_ACCESS_KEY_ID": "AKIAFAKEAZURE", "AWS_SECRET_ACCESS_KEY": "fake-secret",
+           "AWS_SESSION_TOKEN": "fake-session"} for name in ("strata-aws", "strata-aws-plan")
 }
 AZURE_CONNECTIONS = {
-    "strata-azure": {"servicePrincipalId": "app-0001", "tenantId": "tenant-0001", "idToken": "fake-jwt",
-                     "subscription": SUBSCRIPTION},
+    name: {"servicePrincipalId": "app-0001", "tenantId": "tenant-0001", "idToken": "fake-jwt",
+           "subscription": SUBSCRIPTION} for name in ("strata-azure", "strata-azure-plan")
 }
 
 
@@ -324,6 +325,9 @@ def assert_own_credentials(run: Run) -> None:
         assert len(own) == (2 if result.stage == "plan" else 1), result.job
         used = {c["task"] for c in run.credentials if (c["stage"], c["job"]) == (result.stage, result.job)}
         assert used == {tasks[c] for c in own}, (result.job, used)
+        connections = {c["connection"] for c in run.credentials if (c["stage"], c["job"]) == (result.stage, result.job)}
+        plans = result.stage.startswith("plan")  # never the apply identity: a plan runs the pull request's code
+        assert all(c.endswith("-plan") == plans for c in connections), (result.stage, result.job, connections)
         for step in result.steps:
             for cloud, (name, _value) in mapped.items():
                 if cloud not in own:

@@ -63,11 +63,15 @@ PROJECT_PATH = "acme/infra"
 MR_REF = f"refs/merge-requests/{PULL}/head"
 ROLE = """ci {
   aws {
-    role = "arn:aws:iam::{account_id}:role/strata-ci-{environment}"
+    role      = "arn:aws:iam::{account_id}:role/strata-ci-{environment}"
+    plan_role = "arn:aws:iam::{account_id}:role/strata-plan-{environment}"
   }
 """
 ROLES = {"staging": "arn:aws:iam::111111111111:role/strata-ci-staging",
          "production": "arn:aws:iam::222222222222:role/strata-ci-production"}
+# plan jobs (the merge request's, main's) run code from the merge request: never the apply role
+PLAN_ROLES = {"staging": "arn:aws:iam::111111111111:role/strata-plan-staging",
+              "production": "arn:aws:iam::222222222222:role/strata-plan-production"}
 APPROVED = "apply-production-aws-222222222222"  # the protected environment's manual job
 
 
@@ -320,10 +324,12 @@ def state_of(p: Platform, strata: Strata) -> dict[str, Any]:
 
 
 def assert_own_cloud_only(job: JobResult, environment: str) -> None:
-    """The job got an OIDC token for AWS only and assumed its environment's role, with no other cloud's login."""
+    """The job got an OIDC token for AWS only and assumed its environment's role (a plan job: its plan role),
+    with no other cloud's login."""
     assert {v: c["aud"] for v, c in job.id_tokens.items()} == {"STRATA_AWS_ID_TOKEN": "sts.amazonaws.com"}, job.name
     assert jwt_claims(job.variables["STRATA_AWS_ID_TOKEN"])["aud"] == "sts.amazonaws.com"
-    assert job.exported.get("AWS_ROLE_ARN") == ROLES[environment], (job.name, job.log)
+    roles = PLAN_ROLES if job.name == "plan" or job.name.startswith("plan-") else ROLES
+    assert job.exported.get("AWS_ROLE_ARN") == roles[environment], (job.name, job.log)
     assert not {k for k in job.exported if k.startswith(("ARM_", "GOOGLE_"))}, job.name
 
 

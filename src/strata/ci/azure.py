@@ -54,28 +54,33 @@ SECRETS = {
 PLAIN = {"aws": ("AWS_REGION",), "azure": ("ARM_USE_OIDC",), "gcp": ()}
 
 
-def connection(repo: Repository, group: Group) -> str:
-    """The service connection of ``group``: the ci block's ``service_connection``, else ``strata-CLOUD``."""
+def connection(repo: Repository, group: Group, *, plan: bool = False) -> str:
+    """The service connection of ``group``'s apply: the ci block's ``service_connection``, else ``strata-CLOUD``;
+    of its plan (``plan``): ``plan_service_connection``, else ``strata-CLOUD-plan`` — never the apply's, as a plan
+    job runs code from the pull request."""
     creds = settings.credentials(repo, group.env, group.cloud, group.account)
+    if plan:
+        return creds.get("plan_service_connection") or f"strata-{group.cloud}-plan"
     return creds.get("service_connection") or f"strata-{group.cloud}"
 
 
 def plan_connection(repo: Repository, cloud: str) -> str:
-    """The service connection of the pull-request plan: the group's when every group of ``cloud`` has the same,
-    else ``strata-CLOUD-plan`` (one identity that can plan every account, ideally read-only)."""
-    names = {connection(repo, g) for g in groups(repo) if g.cloud == cloud}
+    """The service connection of the pull-request plan: the groups' plan connection when every group of
+    ``cloud`` has the same, else ``strata-CLOUD-plan`` (one identity that can plan every account, read-only)."""
+    names = {connection(repo, g, plan=True) for g in groups(repo) if g.cloud == cloud}
     return names.pop() if len(names) == 1 else f"strata-{cloud}-plan"
 
 
 def service_connections(repo: Repository) -> list[str]:
     """Every service connection (GCP: secure file) the pipeline names, sorted."""
-    names = {connection(repo, g) for g in groups(repo) if g.cloud in SECRETS}
+    names = {connection(repo, g, plan=plan) for g in groups(repo) if g.cloud in SECRETS for plan in (False, True)}
     names |= {plan_connection(repo, cloud) for cloud in clouds(repo)}
     return sorted(f"{n}.json" if n.startswith("strata-gcp") or _is_gcp(repo, n) else n for n in names)
 
 
 def _is_gcp(repo: Repository, name: str) -> bool:
-    return any(g.cloud == "gcp" and connection(repo, g) == name for g in groups(repo))
+    return any(g.cloud == "gcp" and name in (connection(repo, g), connection(repo, g, plan=True))
+               for g in groups(repo))
 
 
 def _setvar(name: str, value: str, *, secret: bool) -> str:
@@ -183,15 +188,15 @@ def _region(repo: Repository, group: Group) -> str:
     return settings.credentials(repo, group.env, group.cloud, group.account).get("region", "us-east-1")
 
 
-def _auth(repo: Repository, group: Group) -> tuple[list[str], list[str]]:
+def _auth(repo: Repository, group: Group, *, plan: bool) -> tuple[list[str], list[str]]:
     if group.cloud not in SECRETS:
         return [], []
-    return _credentials(repo, group.cloud, connection(repo, group), _region(repo, group)), [group.cloud]
+    return _credentials(repo, group.cloud, connection(repo, group, plan=plan), _region(repo, group)), [group.cloud]
 
 
 def _plan_job(repo: Repository, group: Group, tool_: Tool) -> list[str]:
     folder = f"strata-plans/{group.name}"
-    steps, cloud_list = _auth(repo, group)
+    steps, cloud_list = _auth(repo, group, plan=True)
     summary = ['echo "##vso[task.uploadsummary]$PWD/plan.md"', "n=2", 'while [ -f "plan-$n.md" ]; do',
                '  echo "##vso[task.uploadsummary]$PWD/plan-$n.md"', "  n=$((n + 1))", "done"]
     script = [
@@ -233,7 +238,7 @@ def _plan_job(repo: Repository, group: Group, tool_: Tool) -> list[str]:
 
 def _apply_job(repo: Repository, group: Group, tool_: Tool) -> list[str]:
     folder = f"$(Pipeline.Workspace)/strata-plans-{group.name}"
-    steps, cloud_list = _auth(repo, group)
+    steps, cloud_list = _auth(repo, group, plan=False)
     script = [
         'if [ ! -f "$PLANS/stacks.txt" ]; then',
         '  echo "No changed stack in this group: nothing to apply."',
@@ -402,7 +407,7 @@ def _destroy(repo: Repository, tool_: Tool) -> list[str]:
     found = groups(repo)
     for group in found:
         dependents = [_job_name("destroy", g) for g in found if group in g.needs]
-        steps, cloud_list = _auth(repo, group)
+        steps, cloud_list = _auth(repo, group, plan=False)
         lines += indent([
             f"- deployment: {_job_name('destroy', group)}",
             f"  displayName: {q('Destroy ' + group.name)}",

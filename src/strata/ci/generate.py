@@ -163,15 +163,13 @@ def setup(system: System, repo: Repository) -> list[str]:
     lines = ["a secret STRATA_PLAN_KEY (`strata ci plans key` prints one): it encrypts the saved plans"]
     if system == "github":
         lines += [f"required reviewers on the GitHub environment {e!r} (Settings > Environments)" for e in protected]
-        variables = {"aws": "STRATA_AWS_ROLE_ARN", "azure": "AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_SUBSCRIPTION_ID",
-                     "gcp": "GCP_WORKLOAD_IDENTITY_PROVIDER"}
+        variables = PLATFORM_VARIABLES
     elif system == "gitlab":
         lines.append("a masked CI/CD variable STRATA_GITLAB_TOKEN (project access token, api scope): the merge "
                      "request note and the reviewed plan's artifact")
         lines += [f"a protected environment {e!r} with its approvers (Settings > CI/CD > Protected environments)"
                   for e in protected]
-        variables = {"aws": "STRATA_AWS_ROLE_ARN", "azure": "AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_SUBSCRIPTION_ID",
-                     "gcp": "GCP_WORKLOAD_IDENTITY_PROVIDER"}
+        variables = PLATFORM_VARIABLES
     else:
         lines.append("the build service's 'Contribute to pull requests' permission: the pull request thread")
         lines += [f"an Approvals check on the environment {e!r} (Pipelines > Environments)" for e in protected]
@@ -180,11 +178,31 @@ def setup(system: System, repo: Repository) -> list[str]:
 
         names = service_connections(repo)
         if names:
-            lines.append("the service connections (GCP: secure files) " + ", ".join(names))
+            lines.append("the service connections (GCP: secure files) " + ", ".join(names) + "; the *-plan ones are "
+                         "the plan identities (read-only: a plan job runs the pull request's code), the others "
+                         "apply")
     for cloud in clouds(repo):
-        if cloud not in configured and cloud in variables:
-            lines.append(f"{cloud}: the variables {variables[cloud]} (or set them in ci {{ {cloud} {{ ... }} }})")
+        if cloud in variables:
+            if cloud not in configured:
+                lines.append(f"{cloud}: the variables {variables[cloud]} (or set them in ci {{ {cloud} {{ ... }} }})")
+            plan_setting, plan_variable = PLAN_VARIABLES[cloud]
+            if not _plan_identity_set(repo, cloud, plan_setting):
+                lines.append(f"{cloud}: the plan identity, read-only, for the plan jobs (they run the pull request's "
+                             f"code): the variable {plan_variable} (or ci {{ {cloud} {{ {plan_setting} = ... }} }})")
     return lines
+
+
+# The variables that give the identities when the ci block does not; a plan job's identity is never the apply one.
+PLATFORM_VARIABLES = {"aws": "STRATA_AWS_ROLE_ARN", "azure": "AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_SUBSCRIPTION_ID",
+                      "gcp": "GCP_WORKLOAD_IDENTITY_PROVIDER, GCP_SERVICE_ACCOUNT"}
+PLAN_VARIABLES = {"aws": ("plan_role", "STRATA_AWS_PLAN_ROLE_ARN"), "azure": ("plan_client_id", "AZURE_PLAN_CLIENT_ID"),
+                  "gcp": ("plan_service_account", "GCP_PLAN_SERVICE_ACCOUNT")}
+
+
+def _plan_identity_set(repo: Repository, cloud: str, setting: str) -> bool:
+    """Whether the ci block names ``cloud``'s plan identity for every environment with stacks on it."""
+    envs = {s.environment for s in repo.stacks.values() if s.environment and s.dimension("cloud") == cloud}
+    return all(setting in settings.credential_templates(repo, env, cloud) for env in envs)
 
 
 # --- shared scripts (plain bash: every value comes from an environment variable) ------------------------------

@@ -102,24 +102,29 @@ def _setup(tool_: Tool, *, terraform: bool = True) -> list[str]:
 def _credentials(repo: Repository, creds: str, condition: str, *, plan: bool = False) -> list[str]:
     """Login steps for each cloud the repository uses, each only when ``condition`` (``{cloud}`` filled) holds.
     ``creds`` is an expression of the ci block's settings for the cloud (``{cloud}`` filled); a setting it lacks
-    comes from the repository's variables (Settings > Secrets and variables > Variables)."""
+    comes from the repository's variables (Settings > Secrets and variables > Variables). ``plan``: ``creds`` is
+    a plan identity, and a missing identity setting comes from the plan variables (STRATA_AWS_PLAN_ROLE_ARN,
+    AZURE_PLAN_CLIENT_ID, GCP_PLAN_SERVICE_ACCOUNT), never the apply ones: a plan job runs the pull request's
+    code."""
     lines: list[str] = []
+    role_var, client_var, account_var = (
+        ("STRATA_AWS_PLAN_ROLE_ARN", "AZURE_PLAN_CLIENT_ID", "GCP_PLAN_SERVICE_ACCOUNT") if plan
+        else ("STRATA_AWS_ROLE_ARN", "AZURE_CLIENT_ID", "GCP_SERVICE_ACCOUNT"))
     for cloud in clouds(repo):
         c = creds.format(cloud=cloud)
         when = condition.format(cloud=cloud)
         if cloud == "aws":
-            role = f"{c}.plan_role || {c}.role" if plan else f"{c}.role"
             lines += [
                 "- name: AWS credentials (OIDC)",
                 f"  if: {when}",
                 f"  uses: {AWS_CREDENTIALS}",
                 "  with:",
                 "    # an IAM role whose trust policy accepts this repository's GitHub OIDC tokens",
-                f"    role-to-assume: ${{{{ {role} || vars.STRATA_AWS_ROLE_ARN }}}}",
+                f"    role-to-assume: ${{{{ {c}.role || vars.{role_var} }}}}",
                 f"    aws-region: ${{{{ {c}.region || vars.AWS_REGION || 'us-east-1' }}}}",
             ]
         elif cloud == "azure":
-            values = {"client-id": f"{c}.client_id || vars.AZURE_CLIENT_ID",
+            values = {"client-id": f"{c}.client_id || vars.{client_var}",
                       "tenant-id": f"{c}.tenant_id || vars.AZURE_TENANT_ID",
                       "subscription-id": f"{c}.subscription_id || vars.AZURE_SUBSCRIPTION_ID"}
             lines += [
@@ -149,21 +154,23 @@ def _credentials(repo: Repository, creds: str, condition: str, *, plan: bool = F
                 "  with:",
                 "    workload_identity_provider: "
                 f"${{{{ {c}.workload_identity_provider || vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}}}",
-                f"    service_account: ${{{{ {c}.service_account || vars.GCP_SERVICE_ACCOUNT }}}}",
+                f"    service_account: ${{{{ {c}.service_account || vars.{account_var} }}}}",
                 f"    project_id: ${{{{ {c}.project_id || vars.GCP_PROJECT_ID }}}}",
             ]
     return lines
 
 
 def _matrix_credentials(repo: Repository, *, plan: bool = False) -> list[str]:
-    """Login for the matrix entry's own cloud only, with its group's credentials."""
-    return _credentials(repo, "matrix.credentials", "matrix.cloud == '{cloud}'", plan=plan)
+    """Login for the matrix entry's own cloud only, with its group's apply or (``plan``) plan identity."""
+    creds = "matrix.plan_credentials" if plan else "matrix.credentials"
+    return _credentials(repo, creds, "matrix.cloud == '{cloud}'", plan=plan)
 
 
-def _identity_credentials(repo: Repository, outputs: str) -> list[str]:
-    """Login for each cloud of the selected stacks with the one identity ``strata ci matrix --identity`` chose."""
+def _identity_credentials(repo: Repository, outputs: str, *, plan: bool) -> list[str]:
+    """Login for each cloud of the selected stacks with the one identity ``strata ci matrix --identity`` chose
+    (``plan``: it was given ``--identity plan``)."""
     return _credentials(repo, f"fromJSON({outputs}.identity_{{cloud}} || '{{{{}}}}')",
-                        f"contains(fromJSON({outputs}.clouds), '{{cloud}}')")
+                        f"contains(fromJSON({outputs}.clouds), '{{cloud}}')", plan=plan)
 
 
 def _job(name: str, runner: tuple[str, ...], *, needs: list[str] | None = None, condition: str | None = None,
@@ -195,7 +202,7 @@ def _plan(repo: Repository, tool_: Tool) -> list[str]:
             'BASE="$(strata ci base)"',
             f'strata ci matrix {base_args()} --allow-empty --outputs --identity plan >> "$GITHUB_OUTPUT"',
         ]), 2),
-        *_identity_credentials(repo, "steps.select.outputs"),
+        *_identity_credentials(repo, "steps.select.outputs", plan=True),
         "- name: Plan",
         "  env:",
         '    STRATA_ALLOW_EMPTY: "1"  # no stack changed: an empty plan, not an error',
@@ -392,7 +399,7 @@ def _destroy(repo: Repository, tool_: Tool) -> list[str]:
         "  env:",
         "    ENVIRONMENT: ${{ inputs.environment }}",
         '  run: strata ci matrix --all --env "$ENVIRONMENT" --outputs --identity apply >> "$GITHUB_OUTPUT"',
-        *_identity_credentials(repo, "steps.select.outputs"),
+        *_identity_credentials(repo, "steps.select.outputs", plan=False),
         "- name: Destroy",
         "  env:",
         "    ENVIRONMENT: ${{ inputs.environment }}",

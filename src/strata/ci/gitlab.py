@@ -62,14 +62,19 @@ _GCP_CONFIG = (
 )
 
 
-def login(cloud: str) -> list[str]:
+def login(cloud: str, *, plan: bool) -> list[str]:
     """Bash that turns the job's OIDC token into credentials terraform reads, for ``cloud`` only. Settings come
-    from STRATA_CI_* (the ci block, written per job), else from the CI/CD variables named in docs/ci.md."""
+    from STRATA_CI_* (the ci block, written per job), else from the CI/CD variables named in docs/ci.md: for a
+    plan job (``plan``) the plan identity's variables, never the apply ones (a plan job runs the merge request's
+    code)."""
+    client_var, account_var = ("AZURE_PLAN_CLIENT_ID", "GCP_PLAN_SERVICE_ACCOUNT") if plan else \
+        ("AZURE_CLIENT_ID", "GCP_SERVICE_ACCOUNT")
     if cloud == "aws":
+        role_var, setting = ("STRATA_AWS_PLAN_ROLE_ARN", "plan_role") if plan else ("STRATA_AWS_ROLE_ARN", "role")
         return [
-            'STRATA_CI_AWS_ROLE="${STRATA_CI_AWS_ROLE:-${STRATA_AWS_ROLE_ARN:-}}"',
+            f'STRATA_CI_AWS_ROLE="${{STRATA_CI_AWS_ROLE:-${{{role_var}:-}}}}"',
             'if [ -z "$STRATA_CI_AWS_ROLE" ]; then',
-            '  echo "no AWS role: set aws { role } in the ci block or the CI/CD variable STRATA_AWS_ROLE_ARN" >&2',
+            f'  echo "no AWS role: set aws {{ {setting} }} in the ci block or the CI/CD variable {role_var}" >&2',
             "  exit 1",
             "fi",
             'AWS_WEB_IDENTITY_TOKEN_FILE="$(mktemp)"',
@@ -81,13 +86,13 @@ def login(cloud: str) -> list[str]:
     if cloud == "azure":
         return [
             'export ARM_USE_OIDC=true ARM_OIDC_TOKEN="$STRATA_AZURE_ID_TOKEN"',
-            'export ARM_CLIENT_ID="${STRATA_CI_AZURE_CLIENT_ID:-${AZURE_CLIENT_ID:-}}"',
+            f'export ARM_CLIENT_ID="${{STRATA_CI_AZURE_CLIENT_ID:-${{{client_var}:-}}}}"',
             'export ARM_TENANT_ID="${STRATA_CI_AZURE_TENANT_ID:-${AZURE_TENANT_ID:-}}"',
             'export ARM_SUBSCRIPTION_ID="${STRATA_CI_AZURE_SUBSCRIPTION_ID:-${AZURE_SUBSCRIPTION_ID:-}}"',
         ]
     return [
         'export STRATA_CI_GCP_PROVIDER="${STRATA_CI_GCP_PROVIDER:-${GCP_WORKLOAD_IDENTITY_PROVIDER:-}}"',
-        'export STRATA_CI_GCP_ACCOUNT="${STRATA_CI_GCP_ACCOUNT:-${GCP_SERVICE_ACCOUNT:-}}"',
+        f'export STRATA_CI_GCP_ACCOUNT="${{STRATA_CI_GCP_ACCOUNT:-${{{account_var}:-}}}}"',
         'STRATA_GCP_TOKEN_FILE="$(mktemp)"',
         'printf "%s" "$STRATA_GCP_ID_TOKEN" > "$STRATA_GCP_TOKEN_FILE"',
         "export STRATA_GCP_TOKEN_FILE",
@@ -135,8 +140,7 @@ def _group_variables(repo: Repository, group: Group, *, plan: bool) -> list[str]
         lines += _variable("STRATA_ACCOUNT", group.account)
     if group.cloud in CREDENTIAL_VARIABLES:
         creds = settings.credentials(repo, group.env, group.cloud, group.account)
-        if plan and "plan_role" in creds:
-            creds["role"] = creds["plan_role"]
+        creds = settings.plan_identity(group.cloud, creds) if plan else settings.apply_identity(creds)
         for setting, variable in CREDENTIAL_VARIABLES[group.cloud].items():
             if setting in creds:
                 lines += _variable(variable, creds[setting])
@@ -194,7 +198,7 @@ def _plan_group(repo: Repository, group: Group) -> list[str]:
             "script:",
             "  - |",
             "    set -eo pipefail",
-            *indent([*(login(group.cloud) if cloud_list else []), *script], 4),
+            *indent([*(login(group.cloud, plan=True) if cloud_list else []), *script], 4),
             "artifacts:  # the saved plans (encrypted) for the apply; plan*.md: the plan to approve",
             "  when: always",
             "  expire_in: 7 days",
@@ -242,7 +246,7 @@ def _apply_group(repo: Repository, group: Group, after: list[Group]) -> list[str
             "script:",
             "  - |",
             "    set -eo pipefail",
-            *indent([*(login(group.cloud) if cloud_list else []), *script], 4),
+            *indent([*(login(group.cloud, plan=False) if cloud_list else []), *script], 4),
         ], 2),
         "",
     ]
@@ -253,7 +257,7 @@ def _mr_plan(repo: Repository) -> list[str]:
     login_lines: list[str] = []
     for cloud in repo_clouds:
         login_lines += [f"case \"$(grep '^clouds=' strata-identity.txt)\" in *'\"{cloud}\"'*)",
-                        *indent(login(cloud), 2), "  ;;", "esac"]
+                        *indent(login(cloud, plan=True), 2), "  ;;", "esac"]
     script = [
         'BASE="$(strata ci base)"',
         f"strata ci matrix {base_args()} --allow-empty --outputs --identity plan > strata-identity.txt",
@@ -299,7 +303,7 @@ def _destroy(repo: Repository) -> list[str]:
     login_lines: list[str] = []
     for cloud in repo_clouds:
         login_lines += [f"case \"$(grep '^clouds=' strata-identity.txt)\" in *'\"{cloud}\"'*)",
-                        *indent(login(cloud), 2), "  ;;", "esac"]
+                        *indent(login(cloud, plan=False), 2), "  ;;", "esac"]
     for env in sorted(environments(repo)):
         jid = job_id(env)
         lines += [

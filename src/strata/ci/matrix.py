@@ -71,7 +71,8 @@ def _key(stack: Stack) -> tuple[str, str, str]:
 def jobs(repo: Repository, stacks: Iterable[Stack], *, stacks_per_job: int = 1,
          max_jobs: int = MAX_JOBS) -> list[dict[str, Any]]:
     """One entry per CI job: ``{"id", "group", "environment", "wave", "cloud", "account", "stacks",
-    "credentials"}`` (``group``: ``ENV-CLOUD-ACCOUNT``),
+    "credentials", "plan_credentials"}`` (``group``: ``ENV-CLOUD-ACCOUNT``; ``credentials``: the apply
+    identity, ``plan_credentials``: the plan identity, see :func:`settings.plan_identity`),
     ordered by promotion order, wave, cloud, account. Stacks without an environment are left out (the
     pipelines apply environment by environment)."""
     if stacks_per_job < 1 or max_jobs < 1:
@@ -99,7 +100,9 @@ def jobs(repo: Repository, stacks: Iterable[Stack], *, stacks_per_job: int = 1,
                     group = f"{env}-{cloud or 'none'}-{account or 'none'}"
                     out.append({"id": f"{env}-{n}-{cloud or 'none'}-{account or 'none'}-{start // size + 1}",
                                 "group": group, "environment": env, "wave": n, "cloud": cloud,
-                                "account": account, "stacks": batch, "credentials": creds})
+                                "account": account, "stacks": batch,
+                                "credentials": settings.apply_identity(creds),
+                                "plan_credentials": settings.plan_identity(cloud, creds)})
     return out
 
 
@@ -116,7 +119,7 @@ def output_lines(repo: Repository, entries: list[dict[str, Any]], *, selected: l
     variables): per environment and wave of the repository, ``{"include": [...]}`` (empty when nothing runs
     there) and of all its waves; ``stacks`` = how many stacks; ``clouds`` = the JSON list of their clouds; with
     ``identity``, per cloud ``identity_<cloud>`` = the credentials of the one identity a single job (the PR
-    plan, a destroy) uses for all of them ("plan" prefers aws ``plan_role``, "apply" does not)."""
+    plan, a destroy) uses for all of them ("plan": the plan identity, never the apply one)."""
     lines: list[str] = []
     total = waves_per_environment(repo)
     for env in settings.promotion_order(repo):
@@ -161,8 +164,9 @@ IDENTITY = {"aws": ("role",), "azure": ("client_id", "tenant_id"),
 
 
 def one_identity(repo: Repository, stacks: Iterable[Stack], *, plan: bool) -> dict[str, dict[str, str]]:
-    """Per cloud of ``stacks``: the one identity a single job uses for all of them (``plan``: AWS
-    ``plan_role`` when set, else ``role``). A setting that is not the identity itself (an AWS region, an Azure
+    """Per cloud of ``stacks``: the one identity a single job uses for all of them (``plan``: the plan identity
+    of :func:`settings.plan_identity`, with no apply setting in it).
+    A setting that is not the identity itself (an AWS region, an Azure
     subscription, a GCP project) is left out when the stacks differ in it: their own configuration names it.
     Raises :class:`StrataError` when the identities differ."""
     found: dict[str, list[tuple[str, dict[str, str]]]] = {}
@@ -171,9 +175,7 @@ def one_identity(repo: Repository, stacks: Iterable[Stack], *, plan: bool) -> di
         if not cloud or not settings.credential_templates(repo, env, cloud):
             continue
         creds = settings.credentials(repo, env, cloud, account)
-        if plan and "plan_role" in creds:
-            creds["role"] = creds["plan_role"]
-        creds.pop("plan_role", None)
+        creds = settings.plan_identity(cloud, creds) if plan else settings.apply_identity(creds)
         creds.pop("service_connection", None)
         found.setdefault(cloud, []).append((stack.path, creds))
     out: dict[str, dict[str, str]] = {}
@@ -182,8 +184,9 @@ def one_identity(repo: Repository, stacks: Iterable[Stack], *, plan: bool) -> di
         first_path, first = entries[0]
         for path, creds in entries[1:]:
             if any(creds.get(k) != first.get(k) for k in keys):
-                hint = ("set aws { plan_role = \"...\" } in the ci block: one role that can plan every account"
-                        if cloud == "aws" and plan else f"change the stacks of each {cloud} identity separately")
+                setting = {"aws": "plan_role", "azure": "plan_client_id", "gcp": "plan_service_account"}[cloud]
+                hint = (f"set {cloud} {{ {setting} = \"...\" }} in the ci block: one identity that can plan every "
+                        "account" if plan else f"change the stacks of each {cloud} identity separately")
                 raise StrataError(f"these stacks use more than one {cloud} identity ({first_path} and {path} "
                                   f"differ); this job authenticates once per cloud: {hint}")
         out[cloud] = {k: v for k, v in first.items() if all(c.get(k) == v for _, c in entries)}

@@ -8,7 +8,7 @@ protected (an approval before their apply) and come after every other environmen
 
 from __future__ import annotations
 
-from strata.config.ci import DEFAULT_PARALLELISM, DEFAULT_RUNNER, PLACEHOLDERS, EnvironmentCI
+from strata.config.ci import DEFAULT_PARALLELISM, DEFAULT_RUNNER, PLACEHOLDERS, PLAN_SETTINGS, EnvironmentCI
 from strata.errors import Diagnostic, ProblemsFound, StrataError
 from strata.model.repository import Repository
 
@@ -98,6 +98,23 @@ def credentials(repo: Repository, env: str, cloud: str, account: str) -> dict[st
     """The settings one job of ``env`` uses to authenticate to ``cloud`` as ``account``, placeholders filled."""
     values = {"environment": env, "cloud": cloud, "account_id": account}
     return {name: fill(t, values) for name, t in sorted(credential_templates(repo, env, cloud).items())}
+
+
+def apply_identity(creds: dict[str, str]) -> dict[str, str]:
+    """``creds`` (of :func:`credentials`) as the apply jobs use them: without the ``plan_*`` settings."""
+    return {name: value for name, value in creds.items() if not name.startswith("plan_")}
+
+
+def plan_identity(cloud: str, creds: dict[str, str]) -> dict[str, str]:
+    """``creds`` (of :func:`credentials`) as the plan jobs use them: each apply identity setting (AWS ``role``,
+    Azure ``client_id``, GCP ``service_account``, ``service_connection``) replaced by its ``plan_*`` setting, or
+    left out when there is none (the pipeline then reads the CI system's plan variable), never kept."""
+    out = apply_identity(creds)
+    for apply_name, plan_name in PLAN_SETTINGS.get(cloud, {}).items():
+        out.pop(apply_name, None)
+        if plan_name in creds:
+            out[apply_name] = creds[plan_name]
+    return out
 
 
 def check(repo: Repository) -> None:

@@ -13,11 +13,17 @@
         runner      = ["self-hosted", "prod"]
         aws { role = "arn:aws:iam::{account_id}:role/strata-prod" }   # overrides the settings below
       }
-      aws   { role = "arn:aws:iam::{account_id}:role/strata-ci-{environment}", region = "us-east-1" }
-      azure { client_id = "...", tenant_id = "...", subscription_id = "{account_id}" }
+      aws   { role = "arn:aws:iam::{account_id}:role/strata-apply-{environment}", region = "us-east-1",
+              plan_role = "arn:aws:iam::{account_id}:role/strata-plan-{environment}" }
+      azure { client_id = "...", plan_client_id = "...", tenant_id = "...", subscription_id = "{account_id}" }
       gcp   { workload_identity_provider = "projects/1/locations/global/workloadIdentityPools/p/providers/gh",
-              service_account = "strata@{account_id}.iam.gserviceaccount.com" }
+              service_account = "strata@{account_id}.iam.gserviceaccount.com",
+              plan_service_account = "strata-plan@{account_id}.iam.gserviceaccount.com" }
     }
+
+Plan jobs (the pull request's, and main's) run with the ``plan_*`` identity, never the apply one: a plan job runs
+code from the pull request. Without a ``plan_*`` setting they fall back to the CI system's plan variables
+(:data:`PLAN_SETTINGS`), never to the apply identity.
 
 Credential values may name ``{environment}``, ``{account_id}`` and ``{cloud}``: the dimensions every stack of
 one CI job shares (a job covers one environment, cloud and account); they are filled per job by
@@ -37,9 +43,17 @@ from strata.errors import ConfigError, Source
 CLOUDS = ("aws", "azure", "gcp")
 # Per cloud: its settings, required ones first. service_connection is Azure DevOps' name for the identity.
 CLOUD_SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "aws": (("role",), ("plan_role", "region", "service_connection")),
-    "azure": (("client_id", "tenant_id", "subscription_id"), ("service_connection",)),
-    "gcp": (("workload_identity_provider",), ("service_account", "project_id")),
+    "aws": (("role",), ("plan_role", "region", "service_connection", "plan_service_connection")),
+    "azure": (("client_id", "tenant_id", "subscription_id"),
+              ("plan_client_id", "service_connection", "plan_service_connection")),
+    "gcp": (("workload_identity_provider",),
+            ("service_account", "plan_service_account", "project_id", "plan_service_connection")),
+}
+# Per cloud: the setting that makes the apply identity -> the one plan jobs use instead (never the apply one).
+PLAN_SETTINGS: dict[str, dict[str, str]] = {
+    "aws": {"role": "plan_role", "service_connection": "plan_service_connection"},
+    "azure": {"client_id": "plan_client_id", "service_connection": "plan_service_connection"},
+    "gcp": {"service_account": "plan_service_account", "service_connection": "plan_service_connection"},
 }
 PLACEHOLDERS = ("environment", "account_id", "cloud")
 DEFAULT_RUNNER = ("ubuntu-latest",)
@@ -148,6 +162,10 @@ class _Decoder:
                 self.error(str(exc), attr.line)
             except ConfigError as exc:
                 self.errors.append(exc)
+        for apply_name, plan_name in PLAN_SETTINGS[block.type].items():
+            if plan_name in out and out.get(apply_name) == out[plan_name]:
+                self.error(f"{plan_name} must differ from {apply_name}: a plan job runs code from the pull request, "
+                           "so it must not hold the identity that applies", attrs[plan_name].line)
         missing = [n for n in required if n not in attrs]
         if complete and missing:
             self.error(f"the {block.type} block needs {', '.join(missing)}", block.line)
