@@ -981,6 +981,14 @@ esac
             "--summary-format github",
             "ci plans pack strata-plans.bundle aws/staging/eu-west-1/01-network aws/staging/eu-west-1/02-app"]
         assert summary.read_text() == "Plan of main, applied once approved:\npart 1\npart 2\n"
+    elif job_exit == 0:  # the reviewed plan: checked (--keep-valid) and shown before the approval, packed again
+        assert made[1:] == [
+            "ci plans unpack strata-plans.bundle",
+            "plan aws/staging/eu-west-1/01-network aws/staging/eu-west-1/02-app --keep-valid --policy --summary-md "
+            "plan.md --summary-format github",
+            "ci plans pack strata-plans.bundle aws/staging/eu-west-1/01-network aws/staging/eu-west-1/02-app"]
+        assert summary.read_text() == ("The plan reviewed in the pull request, applied once approved:\npart 1\n"
+                                       "part 2\n")
     else:
         assert made[1:] == [] and not summary.exists()
 

@@ -404,8 +404,10 @@ def test_a_reviewed_plan_made_stale_after_the_review_is_refused(platform: Platfo
     assert "Applying the plan reviewed in the pull request" in run.jobs["plan-staging-aws-111111111111"].log, run.log
     fetched = [r.path for r in p.api.requests if "/jobs/artifacts/" in r.path]
     assert fetched[-1].endswith(f"/jobs/artifacts/refs/merge-requests/{PULL}/merge/raw/strata-plans.bundle"), fetched
-    refused = run.jobs["apply-staging-aws-111111111111"]
+    # refused in the plan job, before anyone is asked to approve it
+    refused = run.jobs["plan-staging-aws-111111111111"]
     assert refused.status == "failed" and "stale" in refused.log, run.log
+    assert run.jobs["apply-staging-aws-111111111111"].status != "success", run.log
     assert run.jobs[APPROVED].status == "skipped", run.log  # production does not follow a failed staging
     assert state_of(p, strata)["serial"] == serial, run.log  # nothing applied
 

@@ -48,8 +48,10 @@ PYTHON_VERSION = "3.11"
 INSTALL = f'pip install "tfstrata[all]=={__version__}"'
 # checkov for `plan --policy`, in a venv of its own (in strata's, its bc-python-hcl2 would replace the python-hcl2
 # strata parses with), where strata looks for it when it is neither named by STRATA_CHECKOV nor on PATH
+# the release the policy tests run (pinned like every other tool: a job with production credentials runs it)
+CHECKOV_VERSION = "3.3.30"
 INSTALL_CHECKOV = ('test -x ~/.strata-checkov/bin/checkov || (python -m venv ~/.strata-checkov && '
-                   '~/.strata-checkov/bin/python -m pip install "checkov>=3.2")')
+                   f'~/.strata-checkov/bin/python -m pip install "checkov=={CHECKOV_VERSION}")')
 CLOUDS = ("aws", "azure", "gcp")
 
 # Every action is pinned to a full commit SHA; the comment names the release it is.
@@ -224,23 +226,32 @@ def summary_lines(target: str) -> list[str]:
     ]
 
 
-def fetch_or_plan(summary_format: str, summary: list[str]) -> list[str]:
-    """The reviewed plan (``strata ci plans fetch``), else (exit 3) a plan of main shown in the job summary;
-    either way ``strata-plans.bundle`` holds the plans the approval-gated apply applies."""
+def fetch_or_plan(summary_format: str, summary: list[str], *, main_header: list[str] | None = None,
+                  reviewed_header: list[str] | None = None) -> list[str]:
+    """The reviewed plan (``strata ci plans fetch``), else (exit 3) a plan of main; either way shown in the job
+    summary (``summary``, after ``main_header`` / ``reviewed_header``) before the approval, and
+    ``strata-plans.bundle`` holds the plans the approval-gated apply applies. A reviewed plan goes through
+    ``plan --keep-valid`` first: one made stale since the review (its code or state changed) fails here, before
+    anyone is asked to approve it, and the approver sees the very plans that will be applied."""
     return [
+        f'read -r -a stacks <<< "${STACKS_VAR}"',
         "status=0",
         f"strata ci plans fetch {BUNDLE} || status=$?",
         'if [ "$status" -eq 3 ]; then',
         f'  echo "{_NO_REVIEWED_PLAN[summary_format]}"',
-        f'  read -r -a stacks <<< "${STACKS_VAR}"',
         f'  strata plan "${{stacks[@]}}" --out --policy --summary-md plan.md --summary-format {summary_format}',
+        *indent(main_header or [], 2),
         *indent(summary, 2),
-        f'  strata ci plans pack {BUNDLE} "${{stacks[@]}}"',
         'elif [ "$status" -ne 0 ]; then',
         '  exit "$status"',
         "else",
         '  echo "Applying the plan reviewed in the pull request."',
+        f"  strata ci plans unpack {BUNDLE}",
+        f'  strata plan "${{stacks[@]}}" --keep-valid --policy --summary-md plan.md --summary-format {summary_format}',
+        *indent(reviewed_header or [], 2),
+        *indent(summary, 2),
         "fi",
+        f'strata ci plans pack {BUNDLE} "${{stacks[@]}}"',
     ]
 
 

@@ -329,10 +329,11 @@ def _apply(repo: Repository, tool_: Tool) -> list[str]:
                 "    GITHUB_TOKEN: ${{ github.token }}",
                 "    STRATA_PLAN_KEY: ${{ secrets.STRATA_PLAN_KEY }}",
                 f"    {STACKS_VAR}: ${{{{ join(matrix.stacks, ' ') }}}}",
-                *indent(block("run", fetch_or_plan("github", [
-                    f'echo "Plan of main, applied once approved:" >> {SUMMARY}',
-                    *summary_lines(SUMMARY),
-                ])), 2),
+                *indent(block("run", fetch_or_plan(
+                    "github", summary_lines(SUMMARY),
+                    main_header=[f'echo "Plan of main, applied once approved:" >> {SUMMARY}'],
+                    reviewed_header=[f'echo "The plan reviewed in the pull request, applied once approved:" >> '
+                                     f'{SUMMARY}'])), 2),
                 f"- uses: {UPLOAD_ARTIFACT}",
                 "  with:",
                 "    name: strata-plans-main-${{ matrix.id }}  # the group: ENV-CLOUD-ACCOUNT",
