@@ -193,6 +193,9 @@ def test_github_workflows_with_hostile_names(hostile_repo: tuple[Repository, str
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+ROLES = {"STRATA_AWS_ROLE_ARN": "arn:x", "STRATA_AWS_PLAN_ROLE_ARN": "arn:plan"}  # the apply and the plan identity
+
+
 @pytest.mark.parametrize("hostile_repo", PAIRS, indirect=True)
 def test_gitlab_pipeline_with_hostile_names(hostile_repo: tuple[Repository, str, str], tmp_path: Path) -> None:
     repo, other, prod = hostile_repo
@@ -211,10 +214,10 @@ def test_gitlab_pipeline_with_hostile_names(hostile_repo: tuple[Repository, str,
             assert code == 1 and calls == []  # refused: CONFIRM is not the environment's name
             variables["CONFIRM"] = env
         if name.startswith("apply-"):
-            code, calls = run_script(script, {**variables, "STRATA_AWS_ROLE_ARN": "arn:x"}, tmp_path)
+            code, calls = run_script(script, {**variables, **ROLES}, tmp_path)
             assert code == 0 and calls == [], (name, calls)  # no saved plan of this group: nothing to apply
             continue
-        code, calls = run_script(script, {**variables, "STRATA_AWS_ROLE_ARN": "arn:x"}, tmp_path)
+        code, calls = run_script(script, {**variables, **ROLES}, tmp_path)
         assert code == 0, (name, calls)
         assert [strata_env_arg(c) for c in calls if "--env" in c] == [env] * (2 if name.startswith("destroy-")
                                                                          else 1), (name, calls)
