@@ -23,8 +23,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import subprocess
 import sys
 import zipfile
 from collections.abc import Callable
@@ -35,7 +33,8 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import EXAMPLE, Result, checkov_for_pipelines
+from ci_example import change, example_copy, git, pip_shim, publish
+from conftest import Result, checkov_for_pipelines
 from fake_ci_api import GITHUB_TOKEN, PULL, REPO, FakeCiApi, Recorded, Reply
 from gha import JobRun, Workflow
 
@@ -51,13 +50,6 @@ ROLE = """ci {
     plan_role = "arn:aws:iam::{account_id}:role/strata-plan-{environment}"
   }
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "dev@example.invalid",
-           "GIT_COMMITTER_NAME": "dev", "GIT_COMMITTER_EMAIL": "dev@example.invalid"}
-    return subprocess.run(["git", "-C", str(repo), *args], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 @dataclass
@@ -83,12 +75,7 @@ class Platform:
 
     def change(self, old: str, new: str, message: str, stack: str = STACK) -> str:
         """Commit a change of the stack's inputs on the feature branch and push it; the new head SHA."""
-        hcl = self.dev / stack / "strata.hcl"
-        assert old in hcl.read_text()
-        hcl.write_text(hcl.read_text().replace(old, new))
-        git(self.dev, "commit", "-q", "-am", message)
-        git(self.dev, "push", "-q", "origin", "feature")
-        return git(self.dev, "rev-parse", "HEAD")
+        return change(self.dev, stack, old, new, message)
 
     def merge_ref(self, number: int) -> str:
         """refs/pull/N/merge: the feature branch merged into main, as GitHub prepares it for a PR run."""
@@ -223,21 +210,9 @@ def _install_github_routes(api: FakeCiApi, pulls: dict[str, dict[str, Any]]) -> 
 @pytest.fixture
 def platform(tmp_path: Path, strata: Strata, fake_ci_api: FakeCiApi, postgres_server: Any, tf_111: str,
              provider_mirror: dict[str, str]) -> Platform:
-    repo = tmp_path / "seed"
-    shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns(".strata", ".terraform", "strata_backend.tf",
-                                                                 "strata_inputs.auto.tfvars"))
-    root = repo / "strata.hcl"
     url = postgres_server.url(postgres_server.create_database())
-    text = root.read_text()
-    assert 'backend "local" {}' in text and "\nci {\n" in text
-    root.write_text(text.replace('backend "local" {}', f'backend "pg" {{\n  conn_str = "{url}"\n}}')
-                    .replace("\nci {\n", "\n" + ROLE, 1))
-    (repo / ".gitignore").write_text(".strata/\n.terraform/\nstrata_*\n.terraform.lock.hcl\n")
-    shims = tmp_path / "shims"
-    shims.mkdir()
-    installs = tmp_path / "pip-installs.log"
-    (shims / "pip").write_text(f'#!/bin/sh\necho "$*" >> "{installs}"\n')
-    (shims / "pip").chmod(0o755)
+    repo = example_copy(tmp_path, f'backend "pg" {{\n  conn_str = "{url}"\n}}', ci_block=ROLE)
+    shims = pip_shim(tmp_path)
     env = {
         "PATH": os.pathsep.join([str(shims), str(Path(sys.executable).parent), str(Path(tf_111).parent),
                                  "/usr/bin", "/bin"]),
@@ -249,15 +224,7 @@ def platform(tmp_path: Path, strata: Strata, fake_ci_api: FakeCiApi, postgres_se
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     generated = strata("ci", "generate", "github", cwd=repo)
     assert generated.code == 0, generated.output
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "the example, its pipelines")
-    git(repo, "push", "-q", str(origin), "main")
-    dev = tmp_path / "dev"
-    git(tmp_path, "clone", "-q", str(origin), str(dev))
-    git(dev, "checkout", "-q", "-b", "feature")
+    origin, dev = publish(tmp_path, repo, "the example, its pipelines")
     # what is deployed before the pull request: the stack and the layers it depends on
     applied = strata("apply", "--yes", "-q", "--env", "staging", "--region", "us-east-1", cwd=dev,
                      env={**provider_mirror, "STRATA_TERRAFORM": tf_111, "STRATA_NO_LIVE": "1"})

@@ -33,8 +33,6 @@ import hashlib
 import http.server
 import json
 import os
-import shutil
-import subprocess
 import sys
 import threading
 import zipfile
@@ -47,7 +45,8 @@ import pytest
 import yaml
 
 from azure_pipelines import Connections, Job, JobResult, Run, credential_tasks
-from conftest import EXAMPLE, Result, checkov_for_pipelines
+from ci_example import change, example_copy, git, pip_shim, publish
+from conftest import Result, checkov_for_pipelines
 from fake_ci_api import AZURE_PROJECT, AZURE_REPO, AZURE_TOKEN, PULL, FakeCiApi
 from strata import __version__
 
@@ -84,13 +83,6 @@ AZURE_CONNECTIONS = {
     name: {"servicePrincipalId": "app-0001", "tenantId": "tenant-0001", "idToken": "fake-jwt",
            "subscription": SUBSCRIPTION} for name in ("strata-azure", "strata-azure-plan")
 }
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "dev@example.invalid",
-           "GIT_COMMITTER_NAME": "dev", "GIT_COMMITTER_EMAIL": "dev@example.invalid"}
-    return subprocess.run(["git", "-C", str(repo), *args], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 class ReleaseServer:
@@ -141,12 +133,7 @@ class Platform:
 
     def change(self, old: str, new: str, message: str) -> str:
         """Commit a change of the stack's inputs on the feature branch and push it; the new head SHA."""
-        hcl = self.dev / STACK / "strata.hcl"
-        assert old in hcl.read_text()
-        hcl.write_text(hcl.read_text().replace(old, new))
-        git(self.dev, "commit", "-q", "-am", message)
-        git(self.dev, "push", "-q", "origin", "feature")
-        return git(self.dev, "rev-parse", "HEAD")
+        return change(self.dev, STACK, old, new, message)
 
     def merge_ref(self) -> str:
         """refs/pull/N/merge: Azure's merge of the source branch into the target, the commit a PR build runs."""
@@ -262,15 +249,8 @@ def _release(folder: Path, zip_name: str, sums_name: str, terraform: str) -> Non
 @pytest.fixture
 def platform(tmp_path: Path, strata: Strata, fake_ci_api: FakeCiApi, postgres_server: Any, tf_111: str,
              provider_mirror: dict[str, str]) -> Iterator[Platform]:
-    repo = tmp_path / "seed"
-    shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns(".strata", ".terraform", "strata_backend.tf",
-                                                                 "strata_inputs.auto.tfvars"))
-    root = repo / "strata.hcl"
     url = postgres_server.url(postgres_server.create_database())
-    text = root.read_text()
-    assert 'backend "local" {}' in text
-    root.write_text(text.replace('backend "local" {}', f'backend "pg" {{\n  conn_str = "{url}"\n}}'))
-    (repo / ".gitignore").write_text(".strata/\n.terraform/\nstrata_*\n.terraform.lock.hcl\n")
+    repo = example_copy(tmp_path, f'backend "pg" {{\n  conn_str = "{url}"\n}}')
     (repo / "production" / "eastus" / "dns").mkdir(parents=True)
     (repo / "production" / "eastus" / "strata.hcl").write_text(AZURE_REGION)
     (repo / "production" / "eastus" / "dns" / "strata.hcl").write_text(AZURE_STACK)
@@ -280,25 +260,14 @@ def platform(tmp_path: Path, strata: Strata, fake_ci_api: FakeCiApi, postgres_se
     variables = yaml.safe_load((repo / "azure-pipelines.yml").read_text())["variables"]
     releases = tmp_path / "releases"
     _release(releases, variables["STRATA_TOOL_ZIP"], variables["STRATA_TOOL_SUMS"], tf_111)
-    shims = tmp_path / "shims"
-    shims.mkdir()
-    (shims / "pip").write_text(f'#!/bin/sh\necho "$*" >> "{tmp_path / "pip-installs.log"}"\n')
-    (shims / "pip").chmod(0o755)
+    shims = pip_shim(tmp_path)
     machine_env = {  # the agent machine: no terraform on PATH, no strata settings
         "PATH": os.pathsep.join([str(shims), str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
         "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8", "NO_COLOR": "1", **provider_mirror,
     }
     if "PYTHONPATH" in os.environ:  # a worktree's sources under test
         machine_env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "the example, its pipeline")
-    git(repo, "push", "-q", str(origin), "main")
-    dev = tmp_path / "dev"
-    git(tmp_path, "clone", "-q", str(origin), str(dev))
-    git(dev, "checkout", "-q", "-b", "feature")
+    origin, dev = publish(tmp_path, repo, "the example, its pipeline")
     strata_env = {**provider_mirror, "STRATA_TERRAFORM": tf_111, "STRATA_NO_LIVE": "1"}
     # what is deployed before the pull request: the stack and the layers it depends on
     applied = strata("apply", "--yes", "-q", "--env", "staging", "--region", "us-east-1", cwd=dev, env=strata_env)

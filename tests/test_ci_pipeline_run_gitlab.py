@@ -36,8 +36,6 @@ import io
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import threading
 import zipfile
@@ -49,7 +47,8 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import EXAMPLE, Result, checkov_for_pipelines
+from ci_example import GITIGNORE, change, example_copy, git, publish
+from conftest import Result, checkov_for_pipelines
 from fake_ci_api import GITLAB_PROJECT, GITLAB_TOKEN, PULL, FakeCiApi, Recorded, Reply
 from gitlab_ci import JobResult, Pipeline, jwt_claims
 from strata.run import terraform_report
@@ -73,13 +72,6 @@ ROLES = {"staging": "arn:aws:iam::111111111111:role/strata-ci-staging",
 PLAN_ROLES = {"staging": "arn:aws:iam::111111111111:role/strata-plan-staging",
               "production": "arn:aws:iam::222222222222:role/strata-plan-production"}
 APPROVED = "apply-production-aws-222222222222"  # the protected environment's manual job
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "dev@example.invalid",
-           "GIT_COMMITTER_NAME": "dev", "GIT_COMMITTER_EMAIL": "dev@example.invalid"}
-    return subprocess.run(["git", "-C", str(repo), *args], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 @dataclass
@@ -116,12 +108,7 @@ class Platform:
 
     def change(self, old: str, new: str, message: str) -> str:
         """Commit a change of the stack's inputs on the feature branch and push it; the new head SHA."""
-        hcl = self.dev / STACK / "strata.hcl"
-        assert old in hcl.read_text()
-        hcl.write_text(hcl.read_text().replace(old, new))
-        git(self.dev, "commit", "-q", "-am", message)
-        git(self.dev, "push", "-q", "origin", "feature")
-        head = git(self.dev, "rev-parse", "HEAD")
+        head = change(self.dev, STACK, old, new, message)
         git(self.dev, "push", "-q", "origin", f"HEAD:{MR_REF}")  # GitLab keeps the MR's head at this ref
         return head
 
@@ -262,25 +249,10 @@ def release_server(tmp_path: Path, tf_111: str) -> Iterator[tuple[str, list[str]
 def _origin(tmp_path: Path, strata: Strata, backend: str) -> tuple[Path, Path]:
     """The example with ``backend`` and the ci block's roles, its generated pipeline, in a bare origin repository;
     (origin, a developer's clone on the feature branch)."""
-    repo = tmp_path / "seed"
-    shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns(".strata", ".terraform", "strata_backend.tf",
-                                                                 "strata_inputs.auto.tfvars"))
-    root = repo / "strata.hcl"
-    text = root.read_text()
-    assert 'backend "local" {}' in text and "\nci {\n" in text
-    root.write_text(text.replace('backend "local" {}', backend).replace("\nci {\n", "\n" + ROLE, 1))
-    (repo / ".gitignore").write_text(".strata/\n.terraform/\nstrata_*\n.terraform.lock.hcl\n.cache/\n")
+    repo = example_copy(tmp_path, backend, ci_block=ROLE, gitignore=GITIGNORE + ".cache/\n")
     generated = strata("ci", "generate", "gitlab", cwd=repo)
     assert generated.code == 0, generated.output
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "the example, its pipeline")
-    git(repo, "push", "-q", str(origin), "main")
-    dev = tmp_path / "dev"
-    git(tmp_path, "clone", "-q", str(origin), str(dev))
-    git(dev, "checkout", "-q", "-b", "feature")
+    origin, dev = publish(tmp_path, repo, "the example, its pipeline")
     return origin, dev
 
 
