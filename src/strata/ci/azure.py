@@ -374,6 +374,22 @@ def _main(repo: Repository, tool_: Tool) -> list[str]:
     return lines
 
 
+# The destroy's typed confirmation: in a stage of its own before the destroy (no approver is asked for a refused
+# run), and again in each destroy job.
+_CONFIRMATION = [
+    "- script: |",
+    "    set -eo pipefail  # Azure DevOps runs bash without -e",
+    '    if [ "$CONFIRM" != "$ENVIRONMENT" ]; then',
+    '      echo "##vso[task.logissue type=error]confirmDestroy differs: nothing destroyed"',
+    "      exit 1",
+    "    fi",
+    "  displayName: Check the confirmation",
+    "  env:",
+    "    ENVIRONMENT: ${{ parameters.destroyEnvironment }}",
+    "    CONFIRM: ${{ parameters.confirmDestroy }}",
+]
+
+
 def _destroy(repo: Repository, tool_: Tool) -> list[str]:
     """One job per group of the chosen environment, dependents' groups first."""
     lines = [
@@ -387,16 +403,7 @@ def _destroy(repo: Repository, tool_: Tool) -> list[str]:
         "      - job: confirm",
         "        steps:",
         "          - checkout: none",
-        "          - script: |",
-        "              set -eo pipefail",
-        '              if [ "$CONFIRM" != "$ENVIRONMENT" ]; then',
-        '                echo "##vso[task.logissue type=error]confirmDestroy differs: nothing destroyed"',
-        "                exit 1",
-        "              fi",
-        "            displayName: Check the confirmation",
-        "            env:",
-        "              ENVIRONMENT: ${{ parameters.destroyEnvironment }}",
-        "              CONFIRM: ${{ parameters.confirmDestroy }}",
+        *indent(_CONFIRMATION, 10),
         "  - stage: destroy",
         "    displayName: Destroy ${{ parameters.destroyEnvironment }}",
         "    dependsOn: [destroy_confirm]",
@@ -420,16 +427,7 @@ def _destroy(repo: Repository, tool_: Tool) -> list[str]:
             "      deploy:",
             "        steps:",
             *indent([
-                "- script: |",
-            "    set -eo pipefail  # Azure DevOps runs bash without -e",
-                '    if [ "$CONFIRM" != "$ENVIRONMENT" ]; then',
-                '      echo "##vso[task.logissue type=error]confirmDestroy differs: nothing destroyed"',
-                "      exit 1",
-                "    fi",
-                "  displayName: Check the confirmation",
-                "  env:",
-                "    ENVIRONMENT: ${{ parameters.destroyEnvironment }}",
-                "    CONFIRM: ${{ parameters.confirmDestroy }}",
+                *_CONFIRMATION,
                 *_setup(tool_),
                 *steps,
                 f"- script: strata destroy {group.selection()} --yes",
